@@ -1,0 +1,43 @@
+//! Oxidex's HTTP gateway. It parses OIDC HTTP requests, calls core over gRPC, and renders the
+//! HTTP answer (JSON, redirect, error). It holds no protocol rules and touches no database: when
+//! core and gateway run in one process the gRPC calls go through an in-process channel, otherwise
+//! over the network, and the gateway cannot tell the difference.
+//!
+//! Architecture invariant: this crate depends on `oxidex-proto` (wire types), never on
+//! `oxidex-core`.
+
+mod core_channel;
+mod cors;
+mod error;
+mod metrics;
+mod oidc;
+mod telemetry;
+
+pub use core_channel::CoreChannel;
+pub use metrics::Metrics;
+
+use std::collections::BTreeMap;
+
+/// What the gateway needs to know from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySettings {
+    /// The issuer URL's path without a trailing slash (`""` for a root issuer); every route is
+    /// mounted under it.
+    pub issuer_path: String,
+    /// `web.headers`: extra headers on every response.
+    pub headers: BTreeMap<String, String>,
+    /// `web.allowedOrigins`: origins allowed by CORS on the public JSON endpoints.
+    pub allowed_origins: Vec<String>,
+    /// `web.allowedHeaders`: request headers allowed by CORS.
+    pub allowed_headers: Vec<String>,
+}
+
+/// The public web listener's routes (discovery, JWKS; later every OIDC endpoint).
+pub fn web_router(core: CoreChannel, settings: &GatewaySettings, metrics: Metrics) -> axum::Router {
+    oidc::router(core, settings, metrics)
+}
+
+/// The telemetry listener's routes: `/healthz/live`, `/healthz/ready`, `/healthz`, `/metrics`.
+pub fn telemetry_router(core: CoreChannel, metrics: Metrics) -> axum::Router {
+    telemetry::router(core, metrics)
+}
