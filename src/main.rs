@@ -3,6 +3,7 @@
 //! `version` prints the version.
 
 mod serve;
+mod tls;
 
 use std::io::Read as _;
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 
-use crate::ServeArgs;
+use crate::{ServeArgs, tls};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How often storage reachability is checked for readiness (Dex: 15 s).
@@ -108,14 +108,7 @@ pub(crate) fn check_listeners(config: &Config) -> Vec<Problem> {
     addr("web.http", &config.web.http);
     addr("telemetry.http", &config.telemetry.http);
     let grpc = addr("grpc.addr", &config.grpc.addr);
-    if config.web.https.is_some() {
-        problems.push(Problem {
-            path: "web.https".into(),
-            message: "HTTPS on the web listener is not built yet; serve `web.http` behind a TLS-terminating \
-                      proxy for now"
-                .into(),
-        });
-    }
+    addr("web.https", &config.web.https);
     if let Some(a) = grpc {
         let mtls = config.grpc.tls_client_ca.is_some();
         if !a.ip().is_loopback() && !mtls && !config.grpc.allow_unauthenticated {
@@ -191,6 +184,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(a) => Some(bind("web.http", a).await?),
         None => None,
     };
+    let web_tls = match &config.web.https {
+        Some(a) => {
+            let tls = tls::server_config(&tls::TlsFiles {
+                key_prefix: "web",
+                cert: config.web.tls_cert.as_deref().context("web.tlsCert is required with web.https")?,
+                key: config.web.tls_key.as_deref().context("web.tlsKey is required with web.https")?,
+                client_ca: None,
+                min_version: config.web.tls_min_version.as_deref(),
+                max_version: config.web.tls_max_version.as_deref(),
+                alpn: &[b"h2", b"http/1.1"],
+            })?;
+            Some((bind("web.https", a).await?, tls))
+        }
+        None => None,
+    };
     let grpc = match &config.grpc.addr {
         Some(a) => Some(bind("grpc.addr", a).await?),
         None => None,
@@ -237,17 +245,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(VERSION, &config.issuer_path).context("setting up metrics")?;
 
     let mut servers = tokio::task::JoinSet::new();
+    let settings = GatewaySettings {
+        issuer_path: config.issuer_path.clone(),
+        headers: config.web.headers.clone(),
+        allowed_origins: config.web.allowed_origins.clone(),
+        allowed_headers: config.web.allowed_headers.clone(),
+    };
+    // Apps may call the public gRPC services on the web port too (never the admin API).
+    let web_router = oxidex_api::web_router(core.clone(), &settings, metrics.clone())
+        .route_service(&grpc_path(&discovery), discovery.clone())
+        .route_service(&grpc_path(&health_service), health_service.clone());
     if let Some(listener) = web {
-        let settings = GatewaySettings {
-            issuer_path: config.issuer_path.clone(),
-            headers: config.web.headers.clone(),
-            allowed_origins: config.web.allowed_origins.clone(),
-            allowed_headers: config.web.allowed_headers.clone(),
-        };
-        // Apps may call the public gRPC services on the web port too (never the admin API).
-        let router = oxidex_api::web_router(core.clone(), &settings, metrics.clone())
-            .route_service(&grpc_path(&discovery), discovery.clone())
-            .route_service(&grpc_path(&health_service), health_service.clone());
+        let router = web_router.clone();
         let mut rx = shutdown_rx.clone();
         servers.spawn(async move {
             axum::serve(listener, router)
@@ -257,6 +266,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
                 .context("web listener failed")
         });
+    }
+    if let Some((listener, tls)) = web_tls {
+        let incoming = tls::incoming(listener, tls, shutdown_rx.clone());
+        servers.spawn(tls::serve_https(web_router, incoming, shutdown_rx.clone()));
     }
     if let Some(listener) = telemetry {
         let router = oxidex_api::telemetry_router(core.clone(), metrics.clone());
@@ -272,8 +285,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(listener) = grpc {
         let admin = AdminService::new(durable.clone(), metadata.clone(), VERSION);
-        let mut server = admin_server(&config).await?;
-        let mut router = server.add_service(DexServer::new(admin)).add_service(health_service.clone());
+        let mut router = tonic::transport::Server::builder()
+            .add_service(DexServer::new(admin))
+            .add_service(health_service.clone());
         if config.grpc.reflection {
             let reflection = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(oxidex_proto::FILE_DESCRIPTOR_SET)
@@ -283,15 +297,32 @@ async fn run(config: Config) -> anyhow::Result<()> {
             router = router.add_service(reflection);
         }
         let mut rx = shutdown_rx.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        servers.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-                .context("gRPC listener failed")
-        });
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        match (&config.grpc.tls_cert, &config.grpc.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = tls::server_config(&tls::TlsFiles {
+                    key_prefix: "grpc",
+                    cert,
+                    key,
+                    client_ca: config.grpc.tls_client_ca.as_deref(),
+                    min_version: config.grpc.tls_min_version.as_deref(),
+                    max_version: config.grpc.tls_max_version.as_deref(),
+                    alpn: &[b"h2"],
+                })?;
+                let incoming = tls::incoming(listener, tls, shutdown_rx.clone());
+                servers.spawn(async move {
+                    router.serve_with_incoming_shutdown(incoming, stop).await.context("gRPC listener failed")
+                });
+            }
+            _ => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                servers.spawn(async move {
+                    router.serve_with_incoming_shutdown(incoming, stop).await.context("gRPC listener failed")
+                });
+            }
+        }
     }
 
     tracing::info!(issuer = %config.issuer, version = VERSION, "oxidex is serving");
@@ -312,25 +343,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     storage.durable.close().await;
     tracing::info!("storage closed; bye");
     result
-}
-
-async fn admin_server(config: &Config) -> anyhow::Result<tonic::transport::Server> {
-    let mut server = tonic::transport::Server::builder();
-    if let (Some(cert), Some(key)) = (&config.grpc.tls_cert, &config.grpc.tls_key) {
-        let cert_pem =
-            tokio::fs::read(cert).await.with_context(|| format!("grpc.tlsCert: cannot read {cert}"))?;
-        let key_pem =
-            tokio::fs::read(key).await.with_context(|| format!("grpc.tlsKey: cannot read {key}"))?;
-        let mut tls = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
-        if let Some(ca) = &config.grpc.tls_client_ca {
-            let ca_pem =
-                tokio::fs::read(ca).await.with_context(|| format!("grpc.tlsClientCA: cannot read {ca}"))?;
-            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca_pem));
-        }
-        server = server.tls_config(tls).context("grpc: invalid TLS configuration")?;
-    }
-    Ok(server)
 }
 
 async fn wait_for_signal(tx: Arc<watch::Sender<bool>>) {

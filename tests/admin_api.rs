@@ -327,3 +327,38 @@ async fn mutual_tls_admits_only_clients_of_the_configured_ca() {
         assert!(refused, "a client without a certificate of the configured CA was served");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_web_listener_enforces_the_minimum_tls_version() {
+    let pki = pki();
+    let https_port = common::free_port();
+    let server = Server::start(Ports::new(), |dir, ports| {
+        let write = |name: &str, body: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, body).unwrap();
+            p.display().to_string()
+        };
+        let (cert, key) = (write("server.pem", &pki.server_cert), write("server.key", &pki.server_key));
+        config(ports, "  type: memory", "").replace(
+            &format!("web:\n  http: 127.0.0.1:{}\n", ports.web),
+            &format!(
+                "web:\n  http: 127.0.0.1:{}\n  https: 127.0.0.1:{https_port}\n  tlsCert: {cert}\n  tlsKey: {key}\n  tlsMinVersion: \"1.3\"\n",
+                ports.web
+            ),
+        )
+    });
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
+    let url = format!("https://localhost:{https_port}/dex/keys");
+    let modern = reqwest::Client::builder().add_root_certificate(ca.clone()).build().unwrap();
+    let r = modern.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", server.log_text());
+    let jwks: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+
+    let old = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    assert!(old.get(&url).send().await.is_err(), "a TLS 1.2 client was served despite tlsMinVersion 1.3");
+}
