@@ -254,3 +254,23 @@ fn admin_api_beyond_loopback_needs_mtls_or_an_explicit_opt_in() {
     let (status, _, _) = get_json(&format!("{}/keys", server.issuer));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn example_configs_are_valid() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = Command::new(oxidex_bin())
+                .args(["check-config", "--strict", path.to_str().unwrap()])
+                .env("OXIDEX_DB_PASSWORD", "from-the-environment")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && err.is_empty(), "{}: {err}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "examples/*.yaml not found");
+}
