@@ -65,13 +65,18 @@ pub(crate) fn server_config(f: &TlsFiles<'_>) -> anyhow::Result<Arc<rustls::Serv
     let builder = match f.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("{p}.tlsClientCA: cannot read {ca}"))? {
+            for cert in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("{p}.tlsClientCA: cannot read {ca}"))?
+            {
                 let cert = cert.with_context(|| format!("{p}.tlsClientCA: {ca} is not a PEM certificate"))?;
-                roots.add(cert).with_context(|| format!("{p}.tlsClientCA: {ca} holds an unusable certificate"))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("{p}.tlsClientCA: {ca} holds an unusable certificate"))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .with_context(|| format!("{p}.tlsClientCA: {ca} holds no usable CA certificate"))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .with_context(|| format!("{p}.tlsClientCA: {ca} holds no usable CA certificate"))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -74,7 +74,9 @@ fn test(extra: &[String]) -> Result<()> {
             eprintln!("Postgres answers on 127.0.0.1:5432: Postgres tests use {LOCAL_POSTGRES}");
             cmd.env("OXIDEX_TEST_POSTGRES_URL", LOCAL_POSTGRES);
         } else {
-            eprintln!("no Postgres on 127.0.0.1:5432 and OXIDEX_TEST_POSTGRES_URL unset: Postgres tests will skip");
+            eprintln!(
+                "no Postgres on 127.0.0.1:5432 and OXIDEX_TEST_POSTGRES_URL unset: Postgres tests will skip"
+            );
         }
     }
     run(&mut cmd)
@@ -85,7 +87,8 @@ fn test(extra: &[String]) -> Result<()> {
 fn rss() -> Result<()> {
     let root = root();
     run(Command::new("cargo").args(["build", "--release", "--bin", "oxidex"]).current_dir(&root))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let dir = std::env::temp_dir().join(format!("oxidex-rss-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = std::fs::read_to_string(root.join("examples/config-dev.yaml"))?
