@@ -2,6 +2,8 @@
 //! about ten seconds. Runs when `OXIDEX_TEST_POSTGRES_URL` is set (CI sets it); otherwise it says
 //! that it skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

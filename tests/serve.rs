@@ -1,5 +1,7 @@
 //! Black-box tests of `oxidex serve` and the small subcommands, against the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::Write as _;

@@ -2,6 +2,8 @@
 //! due time, and every replica ends up with the stored key set. Postgres runs when
 //! `OXIDEX_TEST_POSTGRES_URL` is set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

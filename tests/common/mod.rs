@@ -102,10 +102,8 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("oxidex exited early with {status}:\n{}", self.log_text());
             }
-            if let Ok(r) = probe::blocking_get(&url) {
-                if r == Some(200) {
-                    return;
-                }
+            if let Ok(Some(200)) = probe::blocking_get(&url) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
