@@ -4,7 +4,10 @@
 
 pub mod clock;
 pub mod config;
+pub mod connector;
 pub mod discovery;
+pub mod flow;
+pub mod grant;
 pub mod grpc;
 pub mod password;
 pub mod storage;

@@ -2,6 +2,7 @@
 //!
 //! - [`admin`]: Dex's administration API (`api.Dex`), wire-compatible with Dex v2.
 //! - [`discovery`]: `oxidex.v1.Discovery`, the provider metadata and the public key set.
+//! - [`flow`]: `oxidex.v1.Flow` (the browser flow) and `oxidex.v1.Token` (the token endpoint).
 //!
 //! Storage errors reach the wire through exactly one mapping, the `From<StorageError>` impl for
 //! [`tonic::Status`] below, with real gRPC codes; internal causes go to the log, never to the
@@ -9,6 +10,7 @@
 
 pub mod admin;
 pub mod discovery;
+pub mod flow;
 
 use tonic::Status;
 

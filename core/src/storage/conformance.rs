@@ -191,6 +191,7 @@ fn refresh_token(id: &str) -> RefreshToken {
         claims: claims("jane"),
         scopes: vec!["openid".into(), "offline_access".into()],
         nonce: "n-0S6_WzA2Mj".into(),
+        rotation_key: vec![9; 32],
     }
 }
 
@@ -231,6 +232,7 @@ fn auth_request(id: &str, expiry: DateTime<Utc>) -> AuthRequest {
         connector_data: Vec::new(),
         pkce: pkce(),
         hmac_key: vec![7; 32],
+        browser_hash: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
     }
 }
 

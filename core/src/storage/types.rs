@@ -151,6 +151,9 @@ pub struct AuthRequest {
     pub pkce: Pkce,
     /// Per-request key for the HMAC that binds the approval step to this request.
     pub hmac_key: Vec<u8>,
+    /// SHA-256 (hex) of the secret the browser that started the flow holds; every later step
+    /// must present the same secret.
+    pub browser_hash: String,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -225,6 +228,10 @@ pub struct RefreshToken {
     pub scopes: Vec<String>,
     /// The `nonce` of the original request.
     pub nonce: String,
+    /// A random key, never shown to anyone, from which each rotation derives the next secret
+    /// (HMAC of the previous secret): a client that presents the previous secret within the
+    /// reuse interval gets the same successor as everyone else, while storage keeps only hashes.
+    pub rotation_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for RefreshToken {

@@ -317,6 +317,7 @@ impl Record for RefreshToken {
         "claims",
         "scopes",
         "nonce",
+        "rotation_key",
     ];
     const KEY_LEN: usize = 1;
 
@@ -333,6 +334,7 @@ impl Record for RefreshToken {
             json(&self.claims)?,
             json(&self.scopes)?,
             self.nonce.into(),
+            self.rotation_key.into(),
         ])
     }
     fn decode<D: Dialect>(c: &mut Cols<'_, D>) -> Result<Self> {
@@ -348,6 +350,7 @@ impl Record for RefreshToken {
             claims: c.json::<Claims>()?,
             scopes: c.json()?,
             nonce: c.text()?,
+            rotation_key: c.bytes()?,
         })
     }
 }
@@ -384,6 +387,7 @@ impl Record for AuthRequest {
         "code_challenge",
         "code_challenge_method",
         "hmac_key",
+        "browser_hash",
     ];
     const KEY_LEN: usize = 1;
 
@@ -405,6 +409,7 @@ impl Record for AuthRequest {
             self.pkce.code_challenge.into(),
             self.pkce.code_challenge_method.into(),
             self.hmac_key.into(),
+            self.browser_hash.into(),
         ])
     }
     fn decode<D: Dialect>(c: &mut Cols<'_, D>) -> Result<Self> {
@@ -424,6 +429,7 @@ impl Record for AuthRequest {
             connector_data: c.bytes()?,
             pkce: c.pkce()?,
             hmac_key: c.bytes()?,
+            browser_hash: c.text()?,
         })
     }
 }

@@ -1,0 +1,542 @@
+//! The flow steps: authorize, choose a connector, log in, consent, respond.
+
+use oxidex_proto::oxidex::v1 as pb;
+use tonic::Status;
+
+use super::{
+    OOB_REDIRECT_URI, Provider, approval_hmac, approval_hmac_ok, browser_hash, client_info, describe_scope,
+    error_page, normalize_response_type, redirect, same_browser, stale_request,
+};
+use crate::clock::new_id;
+use crate::connector::{CallbackParams, ConnectorError, ConnectorScopes, Identity, OpenConnector};
+use crate::storage::{AuthCode, AuthRequest, Client, Pkce, StorageError};
+use crate::token::refresh::hash_code;
+use crate::token::scopes::Scopes;
+
+type StepResult = Result<pb::FlowStep, Status>;
+
+/// Where error redirects go once the redirect URI is trusted.
+struct Reply<'a> {
+    provider: &'a Provider,
+    redirect_uri: &'a str,
+    state: &'a str,
+}
+
+impl Reply<'_> {
+    /// An OAuth error sent back to the client (RFC 6749 §4.1.2.1) with `iss` (RFC 9207).
+    fn error(&self, error: &str, description: &str) -> pb::FlowStep {
+        if self.redirect_uri == OOB_REDIRECT_URI {
+            return error_page(400, "Authorization failed", format!("{error}: {description}"));
+        }
+        let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
+            return error_page(400, "Invalid redirect URI", "The application's redirect URI is not a URL.");
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("error", error);
+            if !description.is_empty() {
+                q.append_pair("error_description", description);
+            }
+            if !self.state.is_empty() {
+                q.append_pair("state", self.state);
+            }
+            q.append_pair("iss", &self.provider.issuer);
+        }
+        redirect(url.to_string())
+    }
+}
+
+/// Whether a public client without registered redirect URIs may use `uri` (Dex's rules: the
+/// OOB page, the device callback, and http loopback on any port).
+fn public_default_redirect(provider: &Provider, uri: &str) -> bool {
+    if uri == OOB_REDIRECT_URI || uri == provider.url("/device/callback") {
+        return true;
+    }
+    let Ok(url) = url::Url::parse(uri) else { return false };
+    url.scheme() == "http"
+        && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.fragment().is_none()
+}
+
+fn redirect_uri_allowed(provider: &Provider, client: &Client, uri: &str) -> bool {
+    if client.redirect_uris.iter().any(|r| r == uri) {
+        return true;
+    }
+    client.public && client.redirect_uris.is_empty() && public_default_redirect(provider, uri)
+}
+
+fn connector_allowed(client: &Client, connector_id: &str) -> bool {
+    client.allowed_connectors.is_empty() || client.allowed_connectors.iter().any(|c| c == connector_id)
+}
+
+impl Provider {
+    /// `/auth`: validates an authorization request and starts the login.
+    pub async fn authorize(&self, req: pb::AuthorizeRequest) -> StepResult {
+        if req.client_id.is_empty() {
+            return Ok(error_page(400, "Invalid request", "The request has no client_id."));
+        }
+        let client = match self.durable.get_client(&req.client_id).await {
+            Ok(c) => c,
+            Err(StorageError::NotFound) => {
+                return Ok(error_page(
+                    400,
+                    "Unknown application",
+                    "No application is registered with this client_id.",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if req.redirect_uri.is_empty() || !redirect_uri_allowed(self, &client, &req.redirect_uri) {
+            return Ok(error_page(
+                400,
+                "Invalid redirect URI",
+                "The redirect_uri is not registered for this application.",
+            ));
+        }
+        let reply = Reply { provider: self, redirect_uri: &req.redirect_uri, state: &req.state };
+        if !req.request.is_empty() || !req.request_uri.is_empty() {
+            return Ok(reply.error("request_not_supported", "Request objects are not supported."));
+        }
+        if req.browser_secret.is_empty() {
+            return Ok(error_page(400, "Cookies required", "Enable cookies for this site and try again."));
+        }
+
+        // Response type: every word must be known, and the combination enabled.
+        let response_type = normalize_response_type(&req.response_type);
+        if response_type.is_empty() {
+            return Ok(reply.error("invalid_request", "No response_type provided."));
+        }
+        let words: Vec<&str> = response_type.split(' ').collect();
+        if words.iter().any(|w| !matches!(*w, "code" | "token" | "id_token")) {
+            return Ok(reply.error("unsupported_response_type", "Unknown response_type."));
+        }
+        if !self.settings.response_types.contains(&response_type) {
+            return Ok(
+                reply.error("unsupported_response_type", "This response_type is not enabled on this server.")
+            );
+        }
+        if response_type != "code" {
+            // Implicit and hybrid responses are not issued yet, even when configured.
+            return Ok(reply.error("unsupported_response_type", "Only response_type=code is supported."));
+        }
+
+        let scopes = match Scopes::parse(&req.scope) {
+            Ok(s) => s,
+            Err(e) => return Ok(reply.error("invalid_scope", &e.to_string())),
+        };
+        if !scopes.openid() {
+            return Ok(reply.error("invalid_scope", "Missing required scope(s) [\"openid\"]."));
+        }
+        for peer in scopes.cross_client_peers() {
+            let trusted = match self.durable.get_client(peer).await {
+                Ok(p) => p.id == client.id || p.trusted_peers.iter().any(|t| t == &client.id),
+                Err(StorageError::NotFound) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !trusted {
+                return Ok(
+                    reply.error("invalid_scope", &format!("Client {peer:?} does not trust this client."))
+                );
+            }
+        }
+
+        // PKCE (RFC 7636), S256 by default; required for public clients and when enforced.
+        let method = if req.code_challenge.is_empty() {
+            String::new()
+        } else if req.code_challenge_method.is_empty() {
+            "plain".to_owned()
+        } else {
+            req.code_challenge_method.clone()
+        };
+        if !req.code_challenge.is_empty() {
+            if !self.settings.challenge_methods.contains(&method) {
+                return Ok(reply.error(
+                    "invalid_request",
+                    &format!("Unsupported code_challenge_method {method:?}; use S256."),
+                ));
+            }
+            let c = &req.code_challenge;
+            if c.len() < 43
+                || c.len() > 128
+                || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            {
+                return Ok(reply.error("invalid_request", "Malformed code_challenge."));
+            }
+        } else if client.public || self.settings.pkce_enforce {
+            return Ok(reply.error("invalid_request", "A code_challenge (PKCE, S256) is required."));
+        }
+
+        let prompts: Vec<&str> = req.prompt.split_whitespace().collect();
+        if prompts.contains(&"none") {
+            if prompts.len() > 1 {
+                return Ok(
+                    reply.error("invalid_request", "prompt=none cannot be combined with other values.")
+                );
+            }
+            // There are no browser sessions yet, so the user always has to log in.
+            return Ok(reply.error("login_required", "The user is not logged in."));
+        }
+
+        if !req.connector_id.is_empty() && !connector_allowed(&client, &req.connector_id) {
+            return Ok(reply.error("invalid_request", "This connector is not allowed for this client."));
+        }
+
+        let request = AuthRequest {
+            id: new_id(),
+            client_id: client.id.clone(),
+            response_types: vec![response_type],
+            scopes: scopes.to_vec(),
+            redirect_uri: req.redirect_uri.clone(),
+            nonce: req.nonce.clone(),
+            state: req.state.clone(),
+            force_approval_prompt: req.approval_prompt == "force" || prompts.contains(&"consent"),
+            expiry: self.expires_in(self.settings.auth_request_ttl),
+            pkce: Pkce { code_challenge: req.code_challenge.clone(), code_challenge_method: method },
+            hmac_key: rand::random::<[u8; 32]>().to_vec(),
+            browser_hash: browser_hash(&req.browser_secret),
+            ..Default::default()
+        };
+        self.flow.create_auth_request(request.clone()).await?;
+
+        let available = self.available_connectors(&client).await?;
+        let chosen = if !req.connector_id.is_empty() {
+            Some(req.connector_id.clone())
+        } else if available.len() == 1
+            && !self.settings.always_show_login
+            && !prompts.contains(&"select_account")
+        {
+            available.first().map(|c| c.id.clone())
+        } else {
+            None
+        };
+        match chosen {
+            Some(id) => self.start_login(&request, &id).await,
+            None if available.is_empty() => Ok(error_page(
+                500,
+                "No way to log in",
+                "No login method is configured for this application. Contact the administrator.",
+            )),
+            None => Ok(pb::FlowStep {
+                step: Some(pb::flow_step::Step::Chooser(pb::ConnectorChooser {
+                    request_id: request.id.clone(),
+                    connectors: available,
+                    client: Some(client_info(&client)),
+                })),
+            }),
+        }
+    }
+
+    async fn available_connectors(&self, client: &Client) -> Result<Vec<pb::ConnectorInfo>, Status> {
+        let list = self.connectors.list().await.map_err(connector_status)?;
+        Ok(list
+            .into_iter()
+            .filter(|(id, _, _)| connector_allowed(client, id))
+            .map(|(id, r#type, name)| pb::ConnectorInfo { id, r#type, name })
+            .collect())
+    }
+
+    /// Loads a pending request and checks that this browser started it.
+    async fn pending(&self, request_id: &str, browser_secret: &str) -> Result<Option<AuthRequest>, Status> {
+        let request = match self.flow.get_auth_request(request_id).await {
+            Ok(r) => r,
+            Err(StorageError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if request.expiry < self.now() || !same_browser(&request, browser_secret) {
+            return Ok(None);
+        }
+        Ok(Some(request))
+    }
+
+    async fn start_login(&self, request: &AuthRequest, connector_id: &str) -> StepResult {
+        let client = self.durable.get_client(&request.client_id).await?;
+        if !connector_allowed(&client, connector_id) {
+            return Ok(error_page(
+                403,
+                "Login method not allowed",
+                "This application does not allow this login method.",
+            ));
+        }
+        let connector = match self.connectors.get(connector_id).await {
+            Ok(c) => c,
+            Err(ConnectorError::NotFound { .. }) => {
+                return Ok(error_page(404, "Unknown login method", "This login method does not exist."));
+            }
+            Err(e) => return Err(connector_status(e)),
+        };
+        let id = request.id.clone();
+        let chosen = connector_id.to_owned();
+        self.flow
+            .update_auth_request(&id, &|mut r: AuthRequest| {
+                r.connector_id.clone_from(&chosen);
+                Ok(r)
+            })
+            .await?;
+        if connector.password().is_some() {
+            let url = format!("{}?req={}", self.url(&format!("/auth/{connector_id}/login")), request.id);
+            return Ok(redirect(url));
+        }
+        if let Some(callback) = connector.callback() {
+            let scopes = ConnectorScopes::from_scopes(&request.scopes);
+            let url = callback
+                .login_url(&scopes, &self.url("/callback"), &request.id)
+                .await
+                .map_err(connector_status)?;
+            return Ok(redirect(url));
+        }
+        Ok(error_page(500, "Login method unavailable", "This login method cannot be used in a browser."))
+    }
+
+    /// `/auth/{connector}`: the user picked a connector (or the password form is shown again).
+    pub async fn select_connector(&self, req: pb::SelectConnectorRequest) -> StepResult {
+        let Some(request) = self.pending(&req.request_id, &req.browser_secret).await? else {
+            return Ok(stale_request());
+        };
+        if request.logged_in {
+            return Ok(stale_request());
+        }
+        if request.connector_id == req.connector_id {
+            // The login page itself: show the form of a password connector.
+            if let Ok(connector) = self.connectors.get(&req.connector_id).await
+                && let Some(password) = connector.password()
+            {
+                return self.password_form(&request, &connector, password.prompt(), "", false, 0).await;
+            }
+        }
+        self.start_login(&request, &req.connector_id).await
+    }
+
+    async fn password_form(
+        &self,
+        request: &AuthRequest,
+        connector: &OpenConnector,
+        prompt: &str,
+        username: &str,
+        invalid: bool,
+        retry_after: u64,
+    ) -> StepResult {
+        let client = self.durable.get_client(&request.client_id).await?;
+        let show_back_link = self.available_connectors(&client).await?.len() > 1;
+        Ok(pb::FlowStep {
+            step: Some(pb::flow_step::Step::PasswordForm(pb::PasswordForm {
+                request_id: request.id.clone(),
+                connector_id: connector.id().to_owned(),
+                username_prompt: prompt.to_owned(),
+                username: username.to_owned(),
+                invalid,
+                retry_after_seconds: i64::try_from(retry_after).unwrap_or(i64::MAX),
+                show_back_link,
+                client: Some(client_info(&client)),
+            })),
+        })
+    }
+
+    /// `/auth/{connector}/login` (POST): checks a username and password.
+    pub async fn password_login(&self, req: pb::PasswordLoginRequest) -> StepResult {
+        let Some(request) = self.pending(&req.request_id, &req.browser_secret).await? else {
+            return Ok(stale_request());
+        };
+        if request.logged_in || request.connector_id != req.connector_id {
+            return Ok(stale_request());
+        }
+        let connector = self.connectors.get(&req.connector_id).await.map_err(connector_status)?;
+        let Some(password) = connector.password() else {
+            return Ok(error_page(
+                400,
+                "Not a password login",
+                "This login method does not take a password.",
+            ));
+        };
+        let ip: std::net::IpAddr = req.client_ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        let account = format!("{}\u{0}{}", connector.id(), req.username.to_lowercase());
+        if let Err(wait) = self.throttle.check(&account, ip) {
+            tracing::warn!(connector_id = %connector.id(), "login throttled");
+            return self
+                .password_form(&request, &connector, password.prompt(), &req.username, false, wait.seconds())
+                .await;
+        }
+        if req.username.trim().is_empty() || req.password.is_empty() {
+            return self.password_form(&request, &connector, password.prompt(), &req.username, true, 0).await;
+        }
+        let scopes = ConnectorScopes::from_scopes(&request.scopes);
+        match password.login(&scopes, &req.username, &req.password).await {
+            Ok(Some(identity)) => {
+                self.throttle.record_success(&account, ip);
+                tracing::info!(connector_id = %connector.id(), client_id = %request.client_id, "login successful");
+                self.finish_login(request, identity).await
+            }
+            Ok(None) => {
+                self.throttle.record_failure(&account, ip);
+                tracing::info!(connector_id = %connector.id(), "login failed: invalid credentials");
+                self.password_form(&request, &connector, password.prompt(), &req.username, true, 0).await
+            }
+            Err(e) => Err(connector_status(e)),
+        }
+    }
+
+    /// `/callback`: the upstream sent the browser back.
+    pub async fn callback(&self, req: pb::CallbackRequest) -> StepResult {
+        let state = req.params.get("state").cloned().unwrap_or_default();
+        let Some(request) = self.pending(&state, &req.browser_secret).await? else {
+            return Ok(stale_request());
+        };
+        if request.logged_in || (!req.connector_id.is_empty() && req.connector_id != request.connector_id) {
+            return Ok(stale_request());
+        }
+        let connector = self.connectors.get(&request.connector_id).await.map_err(connector_status)?;
+        let Some(callback) = connector.callback() else {
+            return Ok(stale_request());
+        };
+        let mut params = CallbackParams::new();
+        for (k, v) in &req.params {
+            params.insert(k.clone(), v.clone());
+        }
+        let scopes = ConnectorScopes::from_scopes(&request.scopes);
+        match callback.handle_callback(&scopes, &params).await {
+            Ok(identity) => {
+                tracing::info!(connector_id = %connector.id(), client_id = %request.client_id, "login successful");
+                self.finish_login(request, identity).await
+            }
+            Err(e) => {
+                tracing::warn!(connector_id = %connector.id(), error = %e, "upstream login failed");
+                Ok(error_page(
+                    400,
+                    "Login failed",
+                    "The login provider did not confirm your identity. Try again.",
+                ))
+            }
+        }
+    }
+
+    async fn finish_login(&self, request: AuthRequest, identity: Identity) -> StepResult {
+        let claims = identity.claims();
+        let data = identity.connector_data.clone();
+        let updated = self
+            .flow
+            .update_auth_request(&request.id, &|mut r: AuthRequest| {
+                if r.logged_in {
+                    return Err(StorageError::Rejected("already logged in".into()));
+                }
+                r.logged_in = true;
+                r.claims = claims.clone();
+                r.connector_data = data.clone();
+                Ok(r)
+            })
+            .await;
+        let request = match updated {
+            Ok(r) => r,
+            Err(StorageError::Rejected(_) | StorageError::NotFound) => return Ok(stale_request()),
+            Err(e) => return Err(e.into()),
+        };
+        if self.settings.skip_approval && !request.force_approval_prompt {
+            return self.respond(request).await;
+        }
+        Ok(redirect(format!("{}?req={}&hmac={}", self.url("/approval"), request.id, approval_hmac(&request))))
+    }
+
+    async fn approvable(
+        &self,
+        request_id: &str,
+        hmac: &str,
+        secret: &str,
+    ) -> Result<Option<AuthRequest>, Status> {
+        let Some(request) = self.pending(request_id, secret).await? else { return Ok(None) };
+        if !request.logged_in || !approval_hmac_ok(&request, hmac) {
+            return Ok(None);
+        }
+        Ok(Some(request))
+    }
+
+    /// `/approval` (GET): what the consent page shows.
+    pub async fn get_approval(&self, req: pb::ApprovalRequest) -> StepResult {
+        let Some(request) = self.approvable(&req.request_id, &req.hmac, &req.browser_secret).await? else {
+            return Ok(stale_request());
+        };
+        let client = self.durable.get_client(&request.client_id).await?;
+        let scopes = request
+            .scopes
+            .iter()
+            .filter_map(|s| describe_scope(s).map(|d| pb::ScopeInfo { scope: s.clone(), description: d }))
+            .collect();
+        Ok(pb::FlowStep {
+            step: Some(pb::flow_step::Step::Approval(pb::Approval {
+                request_id: request.id.clone(),
+                hmac: req.hmac,
+                client: Some(client_info(&client)),
+                scopes,
+                username: request.claims.username.clone(),
+                email: request.claims.email.clone(),
+            })),
+        })
+    }
+
+    /// `/approval` (POST): the user approved or denied.
+    pub async fn approve(&self, req: pb::ApproveRequest) -> StepResult {
+        let Some(request) = self.approvable(&req.request_id, &req.hmac, &req.browser_secret).await? else {
+            return Ok(stale_request());
+        };
+        if !req.approve {
+            self.flow.delete_auth_request(&request.id).await.ok();
+            let reply = Reply { provider: self, redirect_uri: &request.redirect_uri, state: &request.state };
+            return Ok(reply.error("access_denied", "The user denied the request."));
+        }
+        self.respond(request).await
+    }
+
+    /// Ends the flow: consumes the request and sends the code to the client.
+    async fn respond(&self, request: AuthRequest) -> StepResult {
+        match self.flow.delete_auth_request(&request.id).await {
+            Ok(()) => {}
+            // Another tab finished the same request first.
+            Err(StorageError::NotFound) => return Ok(stale_request()),
+            Err(e) => return Err(e.into()),
+        }
+        let code = new_id();
+        self.flow
+            .create_auth_code(AuthCode {
+                id: hash_code(&code),
+                client_id: request.client_id.clone(),
+                redirect_uri: request.redirect_uri.clone(),
+                nonce: request.nonce.clone(),
+                scopes: request.scopes.clone(),
+                connector_id: request.connector_id.clone(),
+                connector_data: request.connector_data.clone(),
+                claims: request.claims.clone(),
+                expiry: self.expires_in(self.settings.code_ttl),
+                pkce: request.pkce.clone(),
+            })
+            .await?;
+        if request.redirect_uri == OOB_REDIRECT_URI {
+            return Ok(pb::FlowStep { step: Some(pb::flow_step::Step::Oob(pb::OobCode { code })) });
+        }
+        let Ok(mut url) = url::Url::parse(&request.redirect_uri) else {
+            return Ok(error_page(
+                400,
+                "Invalid redirect URI",
+                "The application's redirect URI is not a URL.",
+            ));
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("code", &code);
+            if !request.state.is_empty() {
+                q.append_pair("state", &request.state);
+            }
+            q.append_pair("iss", &self.issuer);
+        }
+        Ok(redirect(url.to_string()))
+    }
+}
+
+/// Connector failures as gRPC statuses: the cause is logged, the message stays generic.
+pub(crate) fn connector_status(e: ConnectorError) -> Status {
+    match e {
+        ConnectorError::NotFound { .. } => Status::not_found("unknown connector"),
+        other => {
+            tracing::error!(error = %other, "connector failed");
+            Status::unavailable("the login provider is unavailable; try again later")
+        }
+    }
+}

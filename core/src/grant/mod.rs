@@ -1,0 +1,190 @@
+//! The token endpoint, one handler per grant type, plus userinfo.
+//!
+//! OAuth failures are values (`pb::OAuthError` with an RFC 6749 code and a client-safe
+//! description); only failures of Oxidex itself become gRPC errors.
+//!
+//! Refresh tokens (`refresh.rs`): the token string is Dex's (`base64url(protobuf{id, secret})`);
+//! storage keeps the secret's hash and a per-token rotation key. Each rotation derives the next
+//! secret as an HMAC of the previous one under that key, so every caller that presents the
+//! previous secret within `reuseInterval` receives the same successor (no forked chains), while
+//! a rotated secret replayed after the interval revokes the whole token (RFC 9700 §4.14.2).
+
+mod code;
+mod refresh;
+
+use oxidex_proto::oxidex::v1 as pb;
+use subtle::ConstantTimeEq as _;
+use tonic::Status;
+
+use crate::flow::Provider;
+use crate::storage::{Claims, Client, StorageError};
+use crate::token::claims::{ClaimsInput, access_token_claims, id_token_claims, new_jti};
+use crate::token::scopes::Scopes;
+
+/// An OAuth error value.
+pub(crate) fn oauth_error(error: &str, description: &str, status: i32) -> pb::OAuthError {
+    pb::OAuthError {
+        error: error.to_owned(),
+        description: description.to_owned(),
+        http_status: status,
+        ..Default::default()
+    }
+}
+
+pub(crate) fn invalid_grant(description: &str) -> pb::OAuthError {
+    oauth_error("invalid_grant", description, 400)
+}
+
+fn invalid_client(auth: &pb::ClientAuth) -> pb::OAuthError {
+    let mut e = oauth_error("invalid_client", "Client authentication failed.", 401);
+    if auth.method == "client_secret_basic" {
+        e.www_authenticate = "Basic realm=\"oxidex\"".into();
+    }
+    e
+}
+
+/// Tokens minted for one grant.
+pub(crate) struct Minted {
+    pub access_token: String,
+    pub id_token: String,
+    pub expires_in: i64,
+}
+
+impl Provider {
+    /// `/token`: dispatches on `grant_type`.
+    pub async fn token(&self, req: pb::TokenRequest) -> Result<pb::TokenResult, Status> {
+        let result = self.token_inner(&req).await?;
+        Ok(pb::TokenResult {
+            result: Some(match result {
+                Ok(t) => pb::token_result::Result::Token(t),
+                Err(e) => pb::token_result::Result::Error(e),
+            }),
+        })
+    }
+
+    async fn token_inner(
+        &self,
+        req: &pb::TokenRequest,
+    ) -> Result<Result<pb::TokenResponse, pb::OAuthError>, Status> {
+        if req.grant_type.is_empty() {
+            return Ok(Err(oauth_error("invalid_request", "Missing grant_type.", 400)));
+        }
+        if !self.settings.grant_types.contains(&req.grant_type) {
+            return Ok(Err(oauth_error("unsupported_grant_type", "This grant type is not enabled.", 400)));
+        }
+        let auth = req.client.clone().unwrap_or_default();
+        let client = match self.authenticate(&auth).await? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        tracing::debug!(client_id = %client.id, grant_type = %req.grant_type, "token request");
+        match req.grant_type.as_str() {
+            "authorization_code" => self.authorization_code_grant(&client, &req.params).await,
+            "refresh_token" => self.refresh_token_grant(&client, &req.params).await,
+            _ => Ok(Err(oauth_error("unsupported_grant_type", "This grant type is not supported yet.", 400))),
+        }
+    }
+
+    /// Client authentication (RFC 6749 §2.3): constant-time secret comparison; public clients
+    /// send no secret.
+    pub(crate) async fn authenticate(
+        &self,
+        auth: &pb::ClientAuth,
+    ) -> Result<Result<Client, pb::OAuthError>, Status> {
+        if auth.client_id.is_empty() {
+            return Ok(Err(invalid_client(auth)));
+        }
+        let client = match self.durable.get_client(&auth.client_id).await {
+            Ok(c) => c,
+            Err(StorageError::NotFound) => return Ok(Err(invalid_client(auth))),
+            Err(e) => return Err(e.into()),
+        };
+        if client.public {
+            return Ok(Ok(client));
+        }
+        let ok = !client.secret.is_empty()
+            && client.secret.len() == auth.client_secret.len()
+            && bool::from(client.secret.as_bytes().ct_eq(auth.client_secret.as_bytes()));
+        if !ok {
+            tracing::info!(client_id = %client.id, "client authentication failed");
+            return Ok(Err(invalid_client(auth)));
+        }
+        Ok(Ok(client))
+    }
+
+    /// Signs an access token and an ID token for the user.
+    pub(crate) fn mint(
+        &self,
+        client_id: &str,
+        scopes: &Scopes,
+        claims: &Claims,
+        connector_id: &str,
+        nonce: &str,
+    ) -> Result<Minted, Status> {
+        let snapshot = self.keys.snapshot().map_err(|e| {
+            tracing::error!(error = %e, "no signing key");
+            Status::unavailable("signing keys are not loaded yet; retry shortly")
+        })?;
+        let now = self.now();
+        let expiry = self.expires_in(self.settings.id_token_ttl);
+        let jti = new_jti();
+        let input = ClaimsInput {
+            issuer: &self.issuer,
+            client_id,
+            scopes,
+            claims,
+            connector_id,
+            nonce,
+            issued_at: now,
+            expiry,
+            access_token: None,
+            code: None,
+            alg: snapshot.signer.alg(),
+            jti: &jti,
+            auth_time: None,
+            session_id: None,
+        };
+        let sign_err = |e| {
+            tracing::error!(error = %e, "signing failed");
+            Status::internal("signing failed")
+        };
+        let access_token =
+            snapshot.signer.sign(&access_token_claims(&input, &crate::clock::new_id())).map_err(sign_err)?;
+        let id_jti = new_jti();
+        let id_input = ClaimsInput { access_token: Some(&access_token), jti: &id_jti, ..input };
+        let id_token = snapshot.signer.sign(&id_token_claims(&id_input)).map_err(sign_err)?;
+        Ok(Minted { access_token, id_token, expires_in: (expiry - now).num_seconds() })
+    }
+
+    /// `/userinfo`: the verified access token's claims (Dex echoes the JWT's claims).
+    pub async fn userinfo(&self, req: pb::UserinfoRequest) -> Result<pb::UserinfoResult, Status> {
+        let invalid = || pb::UserinfoResult {
+            result: Some(pb::userinfo_result::Result::Error(pb::OAuthError {
+                error: "invalid_token".into(),
+                description: "The access token is invalid or expired.".into(),
+                http_status: 401,
+                www_authenticate: "Bearer error=\"invalid_token\"".into(),
+                ..Default::default()
+            })),
+        };
+        if req.access_token.is_empty() {
+            return Ok(invalid());
+        }
+        let snapshot =
+            self.keys.snapshot().map_err(|_| Status::unavailable("signing keys are not loaded yet"))?;
+        match crate::token::verify::verify_token(
+            &req.access_token,
+            &snapshot.jwks,
+            &self.issuer,
+            self.now().timestamp(),
+        ) {
+            Ok(claims) => Ok(pb::UserinfoResult {
+                result: Some(pb::userinfo_result::Result::ClaimsJson(claims.to_string())),
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "userinfo with an invalid token");
+                Ok(invalid())
+            }
+        }
+    }
+}

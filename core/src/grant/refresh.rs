@@ -1,0 +1,268 @@
+//! Refresh tokens: issuing them, and the `refresh_token` grant (RFC 6749 §6) with rotation,
+//! reuse detection and lifetimes. See the module documentation of `grant` for the design.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use oxidex_proto::oxidex::v1 as pb;
+use tonic::Status;
+
+use super::{invalid_grant, oauth_error};
+use crate::clock::new_id;
+use crate::connector::{ConnectorError, ConnectorScopes, Identity};
+use crate::flow::Provider;
+use crate::storage::{Claims, Client, OfflineSessions, RefreshToken, RefreshTokenRef, StorageError};
+use crate::token::refresh::{decode, encode, hash_secret, new_secret, secret_matches};
+use crate::token::scopes::{Scopes, narrowed};
+
+/// The secret that follows `secret` in a token's rotation chain.
+fn successor(rotation_key: &[u8], secret: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, rotation_key);
+    URL_SAFE_NO_PAD.encode(hmac::sign(&key, secret.as_bytes()).as_ref())
+}
+
+fn within(
+    since: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    d: std::time::Duration,
+) -> bool {
+    !d.is_zero() && now - since <= chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Provider {
+    /// Issues a refresh token when the connector can refresh identities and the grant is
+    /// enabled; returns the token string, or an empty string when none is issued.
+    pub(super) async fn issue_refresh_token(
+        &self,
+        client: &Client,
+        scopes: &Scopes,
+        claims: &Claims,
+        connector_id: &str,
+        connector_data: &[u8],
+        nonce: &str,
+    ) -> Result<String, Status> {
+        if !self.settings.grant_types.iter().any(|g| g == "refresh_token") {
+            return Ok(String::new());
+        }
+        match self.connectors.get(connector_id).await {
+            Ok(c) if c.refresh().is_some() && c.allows_grant_type("refresh_token") => {}
+            Ok(_) => return Ok(String::new()),
+            Err(e) => {
+                tracing::warn!(connector_id, error = %e, "no refresh token: connector unavailable");
+                return Ok(String::new());
+            }
+        }
+        let (id, secret, now) = (new_id(), new_secret(), self.now());
+        self.durable
+            .create_refresh(RefreshToken {
+                id: id.clone(),
+                token: hash_secret(&secret),
+                obsolete_token: String::new(),
+                created_at: now,
+                last_used: now,
+                client_id: client.id.clone(),
+                connector_id: connector_id.to_owned(),
+                connector_data: connector_data.to_vec(),
+                claims: claims.clone(),
+                scopes: scopes.to_vec(),
+                nonce: nonce.to_owned(),
+                rotation_key: rand::random::<[u8; 32]>().to_vec(),
+            })
+            .await?;
+        let reference =
+            RefreshTokenRef { id: id.clone(), client_id: client.id.clone(), created_at: now, last_used: now };
+        let add = |mut s: OfflineSessions| {
+            s.refresh.insert(reference.id.clone(), reference.clone());
+            s.connector_data = connector_data.to_vec();
+            Ok(s)
+        };
+        for _ in 0..3 {
+            match self.durable.update_offline_sessions(&claims.user_id, connector_id, &add).await {
+                Ok(_) => break,
+                Err(StorageError::NotFound) => {
+                    let fresh = add(OfflineSessions {
+                        user_id: claims.user_id.clone(),
+                        conn_id: connector_id.to_owned(),
+                        ..Default::default()
+                    })?;
+                    match self.durable.create_offline_sessions(fresh).await {
+                        Ok(()) => break,
+                        // Created concurrently by another login: update it instead.
+                        Err(StorageError::AlreadyExists) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(encode(&id, &secret))
+    }
+
+    /// Deletes a refresh token and its reference: the whole rotation chain ends.
+    async fn revoke_refresh(&self, token: &RefreshToken) -> Result<(), Status> {
+        match self.durable.delete_refresh(&token.id).await {
+            Ok(()) | Err(StorageError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let id = token.id.clone();
+        match self
+            .durable
+            .update_offline_sessions(&token.claims.user_id, &token.connector_id, &|mut s: OfflineSessions| {
+                s.refresh.remove(&id);
+                Ok(s)
+            })
+            .await
+        {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn refresh_token_grant(
+        &self,
+        client: &Client,
+        params: &HashMap<String, String>,
+    ) -> Result<Result<pb::TokenResponse, pb::OAuthError>, Status> {
+        let presented = params.get("refresh_token").map(String::as_str).unwrap_or_default();
+        let Some((id, secret)) = decode(presented) else {
+            return Ok(Err(invalid_grant("Invalid refresh token.")));
+        };
+        let token = match self.durable.get_refresh(&id).await {
+            Ok(t) => t,
+            Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
+            Err(e) => return Err(e.into()),
+        };
+        if token.client_id != client.id {
+            return Ok(Err(invalid_grant("Invalid refresh token.")));
+        }
+        let now = self.now();
+        let policy = &self.settings.refresh;
+        let expired = policy.absolute_lifetime.is_some_and(|d| !within(token.created_at, now, d))
+            || policy.valid_if_not_used_for.is_some_and(|d| !within(token.last_used, now, d));
+        if expired {
+            self.revoke_refresh(&token).await?;
+            return Ok(Err(invalid_grant("The refresh token has expired.")));
+        }
+        let granted = Scopes::from_list_lenient(token.scopes.iter());
+        let scopes = match params.get("scope").filter(|s| !s.is_empty()) {
+            Some(requested) => match narrowed(requested, &granted) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(oauth_error("invalid_scope", &e.to_string(), 400))),
+            },
+            None => granted,
+        };
+
+        // Which secret is the client's, and which one does it get back?
+        let current = secret_matches(&token.token, &secret);
+        let next_secret = if current && policy.disable_rotation {
+            secret.clone()
+        } else if current {
+            let next = successor(&token.rotation_key, &secret);
+            let (from, to) = (hash_secret(&secret), hash_secret(&next));
+            let rotated = self
+                .durable
+                .update_refresh(&id, &|mut r: RefreshToken| {
+                    if r.token != from {
+                        return Err(StorageError::Rejected("rotated concurrently".into()));
+                    }
+                    r.obsolete_token.clone_from(&from);
+                    r.token.clone_from(&to);
+                    r.last_used = now;
+                    Ok(r)
+                })
+                .await;
+            match rotated {
+                Ok(_) => next,
+                // A concurrent refresh with the same secret rotated first: the chain is the same,
+                // so this caller gets the same successor.
+                Err(StorageError::Rejected(_)) => match self.durable.get_refresh(&id).await {
+                    Ok(r) if r.obsolete_token == from && r.token == to => next,
+                    Ok(r) => {
+                        self.revoke_refresh(&r).await?;
+                        return Ok(Err(invalid_grant("Invalid refresh token.")));
+                    }
+                    Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
+                    Err(e) => return Err(e.into()),
+                },
+                Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
+                Err(e) => return Err(e.into()),
+            }
+        } else if secret_matches(&token.obsolete_token, &secret)
+            && within(token.last_used, now, policy.reuse_interval)
+            && secret_matches(&token.token, &successor(&token.rotation_key, &secret))
+        {
+            // The previous secret within the reuse interval (a lost response, parallel tabs).
+            successor(&token.rotation_key, &secret)
+        } else {
+            // A rotated (or forged) secret: someone else may hold the chain. End it.
+            tracing::warn!(client_id = %client.id, "refresh token reused after rotation: revoking it");
+            self.revoke_refresh(&token).await?;
+            return Ok(Err(invalid_grant("The refresh token was already used; it has been revoked.")));
+        };
+
+        // Re-read the identity upstream where the connector can.
+        let mut claims = token.claims.clone();
+        match self.connectors.get(&token.connector_id).await {
+            Ok(connector) => {
+                if let Some(refresher) = connector.refresh() {
+                    let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
+                    match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
+                        Ok(fresh) => claims = fresh.claims(),
+                        Err(ConnectorError::Refused(reason)) => {
+                            tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
+                            self.revoke_refresh(&token).await?;
+                            return Ok(Err(invalid_grant("The user is no longer valid upstream.")));
+                        }
+                        Err(e) => {
+                            tracing::warn!(connector_id = %token.connector_id, error = %e, "upstream refresh failed");
+                            let mut err = oauth_error(
+                                "temporarily_unavailable",
+                                "The login provider is unavailable; retry later.",
+                                503,
+                            );
+                            err.retry_after_seconds = 5;
+                            return Ok(Err(err));
+                        }
+                    }
+                }
+            }
+            Err(ConnectorError::NotFound { .. }) => {
+                self.revoke_refresh(&token).await?;
+                return Ok(Err(invalid_grant("The connector of this refresh token no longer exists.")));
+            }
+            Err(e) => {
+                tracing::warn!(connector_id = %token.connector_id, error = %e, "connector unavailable for refresh");
+                return Ok(Err(oauth_error(
+                    "temporarily_unavailable",
+                    "The login provider is unavailable; retry later.",
+                    503,
+                )));
+            }
+        }
+        if claims != token.claims {
+            let updated = claims.clone();
+            match self
+                .durable
+                .update_refresh(&id, &|mut r: RefreshToken| {
+                    r.claims = updated.clone();
+                    Ok(r)
+                })
+                .await
+            {
+                Ok(_) | Err(StorageError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let minted = self.mint(&client.id, &scopes, &claims, &token.connector_id, &token.nonce)?;
+        Ok(Ok(pb::TokenResponse {
+            access_token: minted.access_token,
+            token_type: "bearer".into(),
+            expires_in: minted.expires_in,
+            refresh_token: encode(&id, &next_secret),
+            id_token: minted.id_token,
+            ..Default::default()
+        }))
+    }
+}
