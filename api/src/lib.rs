@@ -6,12 +6,17 @@
 //! Architecture invariant: this crate depends on `oxidex-proto` (wire types), never on
 //! `oxidex-core`.
 
+mod cookies;
 mod core_channel;
 mod cors;
 mod error;
+mod flow;
+mod form;
 mod metrics;
 mod oidc;
+mod pages;
 mod telemetry;
+mod token;
 
 pub use core_channel::CoreChannel;
 pub use metrics::Metrics;
@@ -30,9 +35,11 @@ pub struct GatewaySettings {
     pub allowed_origins: Vec<String>,
     /// `web.allowedHeaders`: request headers allowed by CORS.
     pub allowed_headers: Vec<String>,
+    /// Whether the browser binding cookie carries `Secure`: true when the issuer is https.
+    pub secure_cookies: bool,
 }
 
-/// The public web listener's routes (discovery, JWKS; later every OIDC endpoint).
+/// The public web listener's routes: discovery, JWKS, the browser flow and the token endpoints.
 pub fn web_router(core: CoreChannel, settings: &GatewaySettings, metrics: Metrics) -> axum::Router {
     oidc::router(core, settings, metrics)
 }

@@ -1,4 +1,5 @@
-//! The OpenID Connect routes under the issuer path. This routes: discovery and JWKS.
+//! The OpenID Connect routes under the issuer path: discovery and JWKS here, the browser flow in
+//! [`crate::flow`], the token endpoints in [`crate::token`].
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +11,7 @@ use pb::discovery_client::DiscoveryClient;
 use serde_json::{Value, json};
 
 use crate::error::GatewayError;
-use crate::{CoreChannel, GatewaySettings, Metrics, cors};
+use crate::{CoreChannel, GatewaySettings, Metrics, cors, flow, token};
 
 #[derive(Clone)]
 struct AppState {
@@ -24,7 +25,11 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, metrics: Met
             .route("/keys", get(keys)),
         settings,
     );
-    let routes = axum::Router::new().merge(public_json).with_state(AppState { core });
+    let routes = axum::Router::new()
+        .merge(public_json)
+        .with_state(AppState { core: core.clone() })
+        .merge(flow::router(core.clone(), settings))
+        .merge(token::router(core, settings));
     let mounted = if settings.issuer_path.is_empty() {
         routes
     } else {

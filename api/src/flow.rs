@@ -1,0 +1,375 @@
+//! The browser side of OpenID Connect: `/auth`, `/auth/{connector}`, `/auth/{connector}/login`,
+//! `/callback`, `/approval` and the device pages. Each route turns the request into one
+//! `oxidex.v1.Flow` call and renders the `FlowStep` core answers with; the rules live in core.
+//!
+//! Every response of these routes carries the page security headers and, for a browser without
+//! one, the browser binding cookie (see [`crate::cookies`]). None of them answers CORS.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use oxidex_proto::oxidex::v1 as pb;
+use pb::flow_client::FlowClient;
+use pb::flow_step::Step;
+
+use crate::cookies::{self, BrowserSecret, ClientIp, CookieSettings};
+use crate::error::PageError;
+use crate::form::{self, Malformed, first};
+use crate::{CoreChannel, GatewaySettings, pages};
+
+#[derive(Clone)]
+struct FlowState {
+    core: CoreChannel,
+    /// The issuer path, prefix of every link and form action.
+    base: String,
+}
+
+impl FlowState {
+    fn client(&self) -> FlowClient<CoreChannel> {
+        FlowClient::new(self.core.clone())
+    }
+}
+
+/// The flow routes, relative to the issuer path.
+pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings) -> axum::Router {
+    let cookie = CookieSettings::new(&settings.issuer_path, settings.secure_cookies);
+    axum::Router::new()
+        .route("/auth", get(authorize_get).post(authorize_post))
+        .route("/auth/{connector}", get(select_connector))
+        .route("/auth/{connector}/login", get(password_page).post(password_login))
+        .route("/callback", get(callback_get).post(callback_post))
+        .route("/callback/{connector}", get(connector_callback_get).post(connector_callback_post))
+        .route("/approval", get(approval_page).post(approve))
+        .route("/device", get(device_page))
+        .route("/device/auth/verify_code", post(verify_user_code))
+        .route("/device/callback", get(device_callback))
+        .with_state(FlowState { core, base: settings.issuer_path.clone() })
+        .layer(axum::middleware::from_fn_with_state(cookie, cookies::bind_browser))
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let mut response = next.run(req).await;
+                pages::security_headers(response.headers_mut());
+                response
+            },
+        ))
+}
+
+/// Renders the step core answered with.
+fn render(base: &str, step: pb::FlowStep) -> Response {
+    match step.step {
+        Some(Step::Redirect(r)) => match HeaderValue::try_from(r.url) {
+            Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+            Err(_) => {
+                tracing::error!("core answered a redirect URL that is not a valid header value");
+                internal_error()
+            }
+        },
+        Some(Step::Error(e)) => {
+            let status = u16::try_from(e.http_status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            let title =
+                if e.title.is_empty() { status.canonical_reason().unwrap_or("Error") } else { &e.title };
+            pages::error(status, title, &e.message)
+        }
+        Some(Step::Chooser(c)) => pages::chooser(base, &c),
+        Some(Step::PasswordForm(f)) => pages::password_form(base, &f),
+        Some(Step::Approval(a)) => pages::approval(base, &a),
+        Some(Step::Oob(o)) => pages::oob(&o),
+        Some(Step::DeviceSuccess(d)) => pages::device_success(&d),
+        Some(Step::DeviceEntry(d)) => pages::device_entry(base, &d),
+        None => {
+            tracing::error!("core answered a flow step without a step");
+            internal_error()
+        }
+    }
+}
+
+fn internal_error() -> Response {
+    pages::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "Please try again later.")
+}
+
+/// The query string's parameters.
+fn query(uri: &Uri) -> Result<Vec<(String, String)>, Malformed> {
+    form::parse_pairs(uri.query().unwrap_or(""))
+}
+
+/// The form body's parameters followed by the query string's (so the body wins for `first`).
+fn body_and_query(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, Malformed> {
+    let mut pairs = form::parse_body(headers, body)?;
+    pairs.extend(query(uri)?);
+    Ok(pairs)
+}
+
+/// The parameters as a map; the first occurrence of a name wins.
+fn to_map(pairs: Vec<(String, String)>) -> HashMap<String, String> {
+    let mut map = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        map.entry(k).or_insert(v);
+    }
+    map
+}
+
+fn authorize_request(p: &[(String, String)], browser: BrowserSecret) -> pb::AuthorizeRequest {
+    pb::AuthorizeRequest {
+        client_id: first(p, "client_id").to_owned(),
+        redirect_uri: first(p, "redirect_uri").to_owned(),
+        response_type: first(p, "response_type").to_owned(),
+        scope: first(p, "scope").to_owned(),
+        state: first(p, "state").to_owned(),
+        nonce: first(p, "nonce").to_owned(),
+        code_challenge: first(p, "code_challenge").to_owned(),
+        code_challenge_method: first(p, "code_challenge_method").to_owned(),
+        connector_id: first(p, "connector_id").to_owned(),
+        prompt: first(p, "prompt").to_owned(),
+        max_age: first(p, "max_age").to_owned(),
+        id_token_hint: first(p, "id_token_hint").to_owned(),
+        login_hint: first(p, "login_hint").to_owned(),
+        ui_locales: first(p, "ui_locales").to_owned(),
+        approval_prompt: first(p, "approval_prompt").to_owned(),
+        request: first(p, "request").to_owned(),
+        request_uri: first(p, "request_uri").to_owned(),
+        response_mode: first(p, "response_mode").to_owned(),
+        browser_secret: browser.0,
+    }
+}
+
+async fn authorize(state: FlowState, req: pb::AuthorizeRequest) -> Result<Response, PageError> {
+    let step = state.client().authorize(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+#[tracing::instrument(skip_all)]
+async fn authorize_get(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    authorize(state, authorize_request(&p, browser)).await
+}
+
+#[tracing::instrument(skip_all)]
+async fn authorize_post(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let p = body_and_query(&uri, &headers, &body)?;
+    authorize(state, authorize_request(&p, browser)).await
+}
+
+/// `/auth/{connector}?req=`: starts the login with one connector. A request without `req` but
+/// with `client_id` is a new authorization request naming its connector in the path.
+#[tracing::instrument(skip_all, fields(connector_id = %connector))]
+async fn select_connector(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    Path(connector): Path<String>,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    let request_id = first(&p, "req");
+    if request_id.is_empty() && !first(&p, "client_id").is_empty() {
+        let mut req = authorize_request(&p, browser);
+        req.connector_id = connector;
+        return authorize(state, req).await;
+    }
+    let req = pb::SelectConnectorRequest {
+        request_id: request_id.to_owned(),
+        connector_id: connector,
+        browser_secret: browser.0,
+    };
+    let step = state.client().select_connector(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+/// The request id of the password routes: `req`, or Dex's `state`.
+fn request_id(p: &[(String, String)]) -> &str {
+    match first(p, "req") {
+        "" => first(p, "state"),
+        id => id,
+    }
+}
+
+#[tracing::instrument(skip_all, fields(connector_id = %connector))]
+async fn password_page(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    Path(connector): Path<String>,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    let req = pb::SelectConnectorRequest {
+        request_id: request_id(&p).to_owned(),
+        connector_id: connector,
+        browser_secret: browser.0,
+    };
+    let step = state.client().select_connector(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+#[tracing::instrument(skip_all, fields(connector_id = %connector))]
+async fn password_login(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    ClientIp(client_ip): ClientIp,
+    Path(connector): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let p = body_and_query(&uri, &headers, &body)?;
+    let req = pb::PasswordLoginRequest {
+        request_id: request_id(&p).to_owned(),
+        connector_id: connector,
+        username: first(&p, "login").to_owned(),
+        password: first(&p, "password").to_owned(),
+        client_ip,
+        browser_secret: browser.0,
+    };
+    let step = state.client().password_login(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+async fn callback(
+    state: FlowState,
+    connector_id: String,
+    params: Vec<(String, String)>,
+    browser: BrowserSecret,
+) -> Result<Response, PageError> {
+    let req = pb::CallbackRequest { connector_id, params: to_map(params), browser_secret: browser.0 };
+    let step = state.client().callback(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+#[tracing::instrument(skip_all)]
+async fn callback_get(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    callback(state, String::new(), p, browser).await
+}
+
+#[tracing::instrument(skip_all)]
+async fn callback_post(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let p = body_and_query(&uri, &headers, &body)?;
+    callback(state, String::new(), p, browser).await
+}
+
+#[tracing::instrument(skip_all, fields(connector_id = %connector))]
+async fn connector_callback_get(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    Path(connector): Path<String>,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    callback(state, connector, p, browser).await
+}
+
+#[tracing::instrument(skip_all, fields(connector_id = %connector))]
+async fn connector_callback_post(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    Path(connector): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let p = body_and_query(&uri, &headers, &body)?;
+    callback(state, connector, p, browser).await
+}
+
+#[tracing::instrument(skip_all)]
+async fn approval_page(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    let req = pb::ApprovalRequest {
+        request_id: first(&p, "req").to_owned(),
+        hmac: first(&p, "hmac").to_owned(),
+        browser_secret: browser.0,
+    };
+    let step = state.client().get_approval(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+#[tracing::instrument(skip_all)]
+async fn approve(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let p = form::parse_body(&headers, &body)?;
+    let req = pb::ApproveRequest {
+        request_id: first(&p, "req").to_owned(),
+        hmac: first(&p, "hmac").to_owned(),
+        approve: first(&p, "approval") == "approve",
+        browser_secret: browser.0,
+    };
+    let step = state.client().approve(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+/// `/device`: the user-code form, prefilled from `?user_code=`. Only binds the browser.
+async fn device_page(
+    State(state): State<FlowState>,
+    _browser: BrowserSecret,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    let entry = pb::DeviceEntry {
+        user_code: first(&p, "user_code").to_owned(),
+        invalid: false,
+        retry_after_seconds: 0,
+    };
+    Ok(pages::device_entry(&state.base, &entry))
+}
+
+#[tracing::instrument(skip_all)]
+async fn verify_user_code(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let p = form::parse_body(&headers, &body)?;
+    let req = pb::VerifyUserCodeRequest {
+        user_code: first(&p, "user_code").to_owned(),
+        client_ip,
+        browser_secret: browser.0,
+    };
+    let step = state.client().verify_user_code(req).await?.into_inner();
+    Ok(render(&state.base, step))
+}
+
+#[tracing::instrument(skip_all)]
+async fn device_callback(
+    State(state): State<FlowState>,
+    browser: BrowserSecret,
+    uri: Uri,
+) -> Result<Response, PageError> {
+    let p = query(&uri)?;
+    callback(state, String::new(), p, browser).await
+}

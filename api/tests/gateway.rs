@@ -1,0 +1,1139 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The gateway's OIDC routes against fake Flow and Token services: what reaches core, and what
+//! the browser or relying party sees.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use oxidex_api::{CoreChannel, GatewaySettings, Metrics};
+use oxidex_proto::oxidex::v1 as pb;
+use pb::flow_server::{Flow, FlowServer};
+use pb::flow_step::Step;
+use pb::token_server::{Token, TokenServer};
+use tonic::{Code, Response, Status};
+use tower::ServiceExt as _;
+
+/// A call core received.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "a test recorder; size does not matter")]
+enum Call {
+    Authorize(pb::AuthorizeRequest),
+    SelectConnector(pb::SelectConnectorRequest),
+    PasswordLogin(pb::PasswordLoginRequest),
+    Callback(pb::CallbackRequest),
+    GetApproval(pb::ApprovalRequest),
+    Approve(pb::ApproveRequest),
+    VerifyUserCode(pb::VerifyUserCodeRequest),
+    Token(pb::TokenRequest),
+    DeviceAuthorization(pb::DeviceAuthorizationRequest),
+    Userinfo(pb::UserinfoRequest),
+    Introspect(pb::IntrospectRequest),
+    Revoke(pb::RevokeRequest),
+}
+
+/// The fake core's log and canned answers (`Err` answers that gRPC code).
+#[derive(Default)]
+struct Shared {
+    calls: Mutex<Vec<Call>>,
+    step: Mutex<Option<Result<pb::FlowStep, Code>>>,
+    token: Mutex<Option<pb::TokenResult>>,
+    device: Mutex<Option<pb::DeviceAuthorizationResult>>,
+    userinfo: Mutex<Option<pb::UserinfoResult>>,
+    introspect: Mutex<Option<pb::IntrospectResult>>,
+    revoke: Mutex<Option<pb::RevokeResult>>,
+    token_failure: Mutex<Option<Code>>,
+}
+
+impl Shared {
+    fn record(&self, call: Call) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn step(&self) -> Result<Response<pb::FlowStep>, Status> {
+        match self.step.lock().unwrap().clone() {
+            Some(Ok(step)) => Ok(Response::new(step)),
+            Some(Err(code)) => Err(Status::new(code, "secret internal detail 10.1.2.3")),
+            None => Err(Status::unimplemented("no canned step")),
+        }
+    }
+
+    fn answer<T: Clone>(&self, slot: &Mutex<Option<T>>) -> Result<Response<T>, Status> {
+        if let Some(code) = *self.token_failure.lock().unwrap() {
+            return Err(Status::new(code, "secret internal detail 10.1.2.3"));
+        }
+        slot.lock()
+            .unwrap()
+            .clone()
+            .map(Response::new)
+            .ok_or_else(|| Status::unimplemented("no canned answer"))
+    }
+}
+
+#[derive(Clone)]
+struct FakeFlow(Arc<Shared>);
+
+#[tonic::async_trait]
+impl Flow for FakeFlow {
+    async fn authorize(
+        &self,
+        r: tonic::Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::Authorize(r.into_inner()));
+        self.0.step()
+    }
+    async fn select_connector(
+        &self,
+        r: tonic::Request<pb::SelectConnectorRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::SelectConnector(r.into_inner()));
+        self.0.step()
+    }
+    async fn password_login(
+        &self,
+        r: tonic::Request<pb::PasswordLoginRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::PasswordLogin(r.into_inner()));
+        self.0.step()
+    }
+    async fn callback(
+        &self,
+        r: tonic::Request<pb::CallbackRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::Callback(r.into_inner()));
+        self.0.step()
+    }
+    async fn get_approval(
+        &self,
+        r: tonic::Request<pb::ApprovalRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::GetApproval(r.into_inner()));
+        self.0.step()
+    }
+    async fn approve(&self, r: tonic::Request<pb::ApproveRequest>) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::Approve(r.into_inner()));
+        self.0.step()
+    }
+    async fn verify_user_code(
+        &self,
+        r: tonic::Request<pb::VerifyUserCodeRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::VerifyUserCode(r.into_inner()));
+        self.0.step()
+    }
+}
+
+#[derive(Clone)]
+struct FakeToken(Arc<Shared>);
+
+#[tonic::async_trait]
+impl Token for FakeToken {
+    async fn token(&self, r: tonic::Request<pb::TokenRequest>) -> Result<Response<pb::TokenResult>, Status> {
+        self.0.record(Call::Token(r.into_inner()));
+        self.0.answer(&self.0.token)
+    }
+    async fn device_authorization(
+        &self,
+        r: tonic::Request<pb::DeviceAuthorizationRequest>,
+    ) -> Result<Response<pb::DeviceAuthorizationResult>, Status> {
+        self.0.record(Call::DeviceAuthorization(r.into_inner()));
+        self.0.answer(&self.0.device)
+    }
+    async fn userinfo(
+        &self,
+        r: tonic::Request<pb::UserinfoRequest>,
+    ) -> Result<Response<pb::UserinfoResult>, Status> {
+        self.0.record(Call::Userinfo(r.into_inner()));
+        self.0.answer(&self.0.userinfo)
+    }
+    async fn introspect(
+        &self,
+        r: tonic::Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResult>, Status> {
+        self.0.record(Call::Introspect(r.into_inner()));
+        self.0.answer(&self.0.introspect)
+    }
+    async fn revoke(
+        &self,
+        r: tonic::Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::RevokeResult>, Status> {
+        self.0.record(Call::Revoke(r.into_inner()));
+        self.0.answer(&self.0.revoke)
+    }
+}
+
+struct Gateway {
+    router: axum::Router,
+    core: Arc<Shared>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: impl http::header::AsHeaderName) -> &str {
+        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The value of the browser cookie this answer sets, if it sets one.
+    fn browser_cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("oxidex_browser="))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+    }
+}
+
+fn settings(secure_cookies: bool) -> GatewaySettings {
+    GatewaySettings {
+        issuer_path: "/dex".to_owned(),
+        allowed_origins: vec!["https://app.example".to_owned()],
+        secure_cookies,
+        ..Default::default()
+    }
+}
+
+fn gateway_with(settings: GatewaySettings) -> Gateway {
+    let core = Arc::new(Shared::default());
+    let routes = tonic::service::Routes::new(FlowServer::new(FakeFlow(core.clone())))
+        .add_service(TokenServer::new(FakeToken(core.clone())))
+        .prepare();
+    let metrics = Metrics::new("test", &settings.issuer_path).unwrap();
+    let router = oxidex_api::web_router(CoreChannel::in_process(routes), &settings, metrics);
+    Gateway { router, core }
+}
+
+fn gateway() -> Gateway {
+    gateway_with(settings(false))
+}
+
+impl Gateway {
+    fn set_step(&self, step: Step) {
+        *self.core.step.lock().unwrap() = Some(Ok(pb::FlowStep { step: Some(step) }));
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.core.calls.lock().unwrap().clone()
+    }
+
+    fn last_call(&self) -> Call {
+        self.calls().pop().expect("core was not called")
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer { status, headers, body: String::from_utf8(bytes.to_vec()).unwrap() }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_form(&self, uri: &str, body: &str) -> Answer {
+        self.send(form(uri, body).body(Body::from(body.to_owned())).unwrap()).await
+    }
+}
+
+fn form(uri: &str, _body: &str) -> http::request::Builder {
+    Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+}
+
+fn redirect(url: &str) -> Step {
+    Step::Redirect(pb::Redirect { url: url.to_owned() })
+}
+
+fn client(name: &str) -> Option<pb::ClientInfo> {
+    Some(pb::ClientInfo { id: "app".to_owned(), name: name.to_owned(), logo_url: String::new() })
+}
+
+fn assert_page_headers(a: &Answer) {
+    assert_eq!(a.header(header::X_FRAME_OPTIONS), "DENY");
+    let csp = a.header(header::CONTENT_SECURITY_POLICY);
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(a.header(header::REFERRER_POLICY), "no-referrer");
+    assert_eq!(a.header(header::CACHE_CONTROL), "no-store");
+    assert_eq!(a.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(), "no CORS on pages");
+}
+
+fn assert_html(a: &Answer) {
+    assert!(a.header(header::CONTENT_TYPE).starts_with("text/html"), "{:?}", a.headers);
+    assert!(a.body.starts_with("<!DOCTYPE html>"), "{}", a.body);
+    assert_page_headers(a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The browser flow
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn authorize_parameters_and_browser_secret_reach_core() {
+    let g = gateway();
+    g.set_step(redirect("https://rp.example/cb?code=abc&state=s"));
+    let a = g
+        .get(
+            "/dex/auth?client_id=app&redirect_uri=https%3A%2F%2Frp.example%2Fcb&response_type=code\
+&scope=openid+email&state=s%26x&nonce=n&code_challenge=cc&code_challenge_method=S256&connector_id=ldap\
+&prompt=login&max_age=60&id_token_hint=h&login_hint=l&ui_locales=de&approval_prompt=force&request=r\
+&request_uri=ru&response_mode=query&unknown=ignored&client_id=second",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.header(header::LOCATION), "https://rp.example/cb?code=abc&state=s");
+    assert_page_headers(&a);
+    let cookie = a.browser_cookie().expect("the browser cookie is set");
+    let Call::Authorize(r) = g.last_call() else { panic!("not Authorize") };
+    assert_eq!(
+        r,
+        pb::AuthorizeRequest {
+            client_id: "app".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            response_type: "code".into(),
+            scope: "openid email".into(),
+            state: "s&x".into(),
+            nonce: "n".into(),
+            code_challenge: "cc".into(),
+            code_challenge_method: "S256".into(),
+            connector_id: "ldap".into(),
+            prompt: "login".into(),
+            max_age: "60".into(),
+            id_token_hint: "h".into(),
+            login_hint: "l".into(),
+            ui_locales: "de".into(),
+            approval_prompt: "force".into(),
+            request: "r".into(),
+            request_uri: "ru".into(),
+            response_mode: "query".into(),
+            browser_secret: cookie.clone(),
+        }
+    );
+    assert_eq!(cookie.len(), 43);
+}
+
+#[tokio::test]
+async fn authorize_accepts_post_forms() {
+    let g = gateway();
+    g.set_step(redirect("/dex/auth/local?req=1"));
+    let a = g.post_form("/dex/auth?state=q", "client_id=app&scope=openid&state=body").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let Call::Authorize(r) = g.last_call() else { panic!() };
+    assert_eq!((r.client_id.as_str(), r.scope.as_str(), r.state.as_str()), ("app", "openid", "body"));
+}
+
+#[tokio::test]
+async fn browser_cookie_is_set_once_then_reused() {
+    let g = gateway();
+    g.set_step(redirect("https://rp.example/cb"));
+    let first = g.get("/dex/auth?client_id=app").await;
+    let set = first.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Lax"), "{set}");
+    assert!(set.contains("Path=/dex/"), "{set}");
+    assert!(!set.contains("Secure"), "{set}");
+    let cookie = first.browser_cookie().unwrap();
+
+    let again = g
+        .send(
+            Request::get("/dex/auth/local?req=r1")
+                .header(header::COOKIE, format!("other=1; oxidex_browser={cookie}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(again.headers.get(header::SET_COOKIE).is_none(), "an existing cookie is not set again");
+    let Call::SelectConnector(r) = g.last_call() else { panic!() };
+    assert_eq!(r.browser_secret, cookie);
+    assert_eq!((r.request_id.as_str(), r.connector_id.as_str()), ("r1", "local"));
+
+    // A new browser gets a different secret; a forged value is replaced.
+    let other = g
+        .send(
+            Request::get("/dex/approval?req=r1&hmac=h")
+                .header(header::COOKIE, "oxidex_browser=attacker")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let replaced = other.browser_cookie().unwrap();
+    assert_ne!(replaced, cookie);
+    let Call::GetApproval(r) = g.last_call() else { panic!() };
+    assert_eq!(r.browser_secret, replaced);
+}
+
+#[tokio::test]
+async fn secure_cookies_for_https_issuers() {
+    let g = gateway_with(settings(true));
+    g.set_step(redirect("https://rp.example/cb"));
+    let a = g.get("/dex/auth").await;
+    let set = a.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.contains("; Secure"), "{set}");
+
+    let root = gateway_with(GatewaySettings { secure_cookies: true, ..Default::default() });
+    root.set_step(redirect("https://rp.example/cb"));
+    let a = root.get("/auth").await;
+    let set = a.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.contains("Path=/;"), "{set}");
+}
+
+#[tokio::test]
+async fn every_step_renders_with_security_headers() {
+    let g = gateway();
+    let steps = [
+        Step::Error(pb::ErrorPage {
+            title: "Bad client".into(),
+            message: "Unknown client.".into(),
+            http_status: 400,
+        }),
+        Step::Chooser(pb::ConnectorChooser {
+            request_id: "r1".into(),
+            connectors: vec![pb::ConnectorInfo {
+                id: "ldap".into(),
+                r#type: "ldap".into(),
+                name: "LDAP".into(),
+            }],
+            client: client("App"),
+        }),
+        Step::PasswordForm(pb::PasswordForm {
+            request_id: "r1".into(),
+            connector_id: "local".into(),
+            username_prompt: "Email Address".into(),
+            client: client("App"),
+            ..Default::default()
+        }),
+        Step::Approval(pb::Approval {
+            request_id: "r1".into(),
+            hmac: "mac".into(),
+            client: client("App"),
+            scopes: vec![pb::ScopeInfo { scope: "email".into(), description: "View your email".into() }],
+            username: "jane".into(),
+            email: "jane@example.com".into(),
+        }),
+        Step::Oob(pb::OobCode { code: "oobcode".into() }),
+        Step::DeviceSuccess(pb::DeviceSuccess { client: client("TV") }),
+        Step::DeviceEntry(pb::DeviceEntry {
+            user_code: "ABCD".into(),
+            invalid: true,
+            retry_after_seconds: 0,
+        }),
+    ];
+    for step in steps {
+        g.set_step(step.clone());
+        let a = g.get("/dex/auth?client_id=app").await;
+        assert_html(&a);
+        match step {
+            Step::Error(_) => {
+                assert_eq!(a.status, StatusCode::BAD_REQUEST);
+                assert!(a.body.contains("Unknown client.") && a.body.contains("Bad client"));
+            }
+            Step::Chooser(_) => {
+                assert_eq!(a.status, StatusCode::OK);
+                assert!(a.body.contains("href=\"/dex/auth/ldap?req=r1\""), "{}", a.body);
+            }
+            Step::PasswordForm(_) => {
+                assert_eq!(a.status, StatusCode::OK);
+                assert!(a.body.contains("action=\"/dex/auth/local/login\""), "{}", a.body);
+                assert!(a.body.contains("<input type=\"hidden\" name=\"req\" value=\"r1\">"), "{}", a.body);
+                assert!(a.body.contains("<label for=\"login\">Email Address</label>"), "{}", a.body);
+                assert!(a.body.contains("name=\"password\" type=\"password\""), "{}", a.body);
+                assert!(!a.body.contains("Invalid username"));
+            }
+            Step::Approval(_) => {
+                assert!(a.body.contains("action=\"/dex/approval\""), "{}", a.body);
+                assert!(a.body.contains("name=\"hmac\" value=\"mac\""), "{}", a.body);
+                assert!(a.body.contains("name=\"approval\" value=\"approve\""), "{}", a.body);
+                assert!(a.body.contains("View your email") && a.body.contains("jane@example.com"));
+            }
+            Step::Oob(_) => assert!(a.body.contains("value=\"oobcode\"")),
+            Step::DeviceSuccess(_) => assert!(a.body.contains("TV")),
+            Step::DeviceEntry(_) => {
+                assert_eq!(a.status, StatusCode::BAD_REQUEST);
+                assert!(a.body.contains("action=\"/dex/device/auth/verify_code\""), "{}", a.body);
+                assert!(a.body.contains("value=\"ABCD\""));
+                assert!(a.body.contains("Invalid or expired code"));
+            }
+            _ => unreachable!(),
+        }
+    }
+    // The pages the gateway renders on its own.
+    let device = g.get("/dex/device?user_code=WXYZ-BCDF").await;
+    assert_eq!(device.status, StatusCode::OK);
+    assert_html(&device);
+    assert!(device.body.contains("value=\"WXYZ-BCDF\""));
+    let malformed = g.get("/dex/auth?client_id=%zz").await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_html(&malformed);
+}
+
+#[tokio::test]
+async fn pages_escape_every_value() {
+    let g = gateway();
+    let evil = "<script>alert(\"x\")</script>";
+    g.set_step(Step::Approval(pb::Approval {
+        request_id: "r\"><script>".into(),
+        hmac: "h".into(),
+        client: client(evil),
+        scopes: vec![pb::ScopeInfo { scope: "s".into(), description: evil.into() }],
+        username: evil.into(),
+        email: String::new(),
+    }));
+    let a = g.get("/dex/approval?req=r&hmac=h").await;
+    assert!(!a.body.contains("<script>"), "{}", a.body);
+    assert!(a.body.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"), "{}", a.body);
+
+    g.set_step(Step::Chooser(pb::ConnectorChooser {
+        request_id: "r&1".into(),
+        connectors: vec![pb::ConnectorInfo { id: "a b/\"c".into(), r#type: "x".into(), name: evil.into() }],
+        client: client(evil),
+    }));
+    let a = g.get("/dex/auth?client_id=app").await;
+    assert!(!a.body.contains("<script>"), "{}", a.body);
+    assert!(a.body.contains("href=\"/dex/auth/a%20b%2F%22c?req=r%261\""), "{}", a.body);
+
+    let a = g.get("/dex/device?user_code=%22%3E%3Cscript%3E").await;
+    assert!(!a.body.contains("<script>"), "{}", a.body);
+    assert!(a.body.contains("value=\"&quot;&gt;&lt;script&gt;\""), "{}", a.body);
+}
+
+#[tokio::test]
+async fn password_login_reaches_core_and_redirects_with_303() {
+    let g = gateway();
+    g.set_step(redirect("/dex/approval?req=r1&hmac=m"));
+    let mut req = form("/dex/auth/local/login", "")
+        .header(header::COOKIE, "oxidex_browser=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .body(Body::from("login=jane%40example.com&password=p%26ss+word&req=r1"))
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
+    let a = g.send(req).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "never 307 after a credentials POST");
+    assert_eq!(a.header(header::LOCATION), "/dex/approval?req=r1&hmac=m");
+    let Call::PasswordLogin(r) = g.last_call() else { panic!() };
+    assert_eq!(
+        r,
+        pb::PasswordLoginRequest {
+            request_id: "r1".into(),
+            connector_id: "local".into(),
+            username: "jane@example.com".into(),
+            password: "p&ss word".into(),
+            client_ip: "192.0.2.7".into(),
+            browser_secret: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+        }
+    );
+
+    // Without connection info the IP is empty.
+    g.post_form("/dex/auth/local/login", "login=a&password=b&req=r1").await;
+    let Call::PasswordLogin(r) = g.last_call() else { panic!() };
+    assert_eq!(r.client_ip, "");
+
+    // GET shows the form through SelectConnector (Dex's ?state= works too).
+    g.set_step(Step::PasswordForm(pb::PasswordForm {
+        request_id: "r1".into(),
+        connector_id: "local".into(),
+        ..Default::default()
+    }));
+    let a = g.get("/dex/auth/local/login?state=r1").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let Call::SelectConnector(r) = g.last_call() else { panic!() };
+    assert_eq!((r.request_id.as_str(), r.connector_id.as_str()), ("r1", "local"));
+
+    // A body that is not a form is a 400 page, and core is not called.
+    let before = g.calls().len();
+    let a = g
+        .send(
+            Request::post("/dex/auth/local/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"login\":\"a\"}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_html(&a);
+    assert_eq!(g.calls().len(), before);
+}
+
+#[tokio::test]
+async fn password_form_failures() {
+    let g = gateway();
+    g.set_step(Step::PasswordForm(pb::PasswordForm {
+        request_id: "r1".into(),
+        connector_id: "local".into(),
+        username: "jane".into(),
+        invalid: true,
+        ..Default::default()
+    }));
+    let a = g.post_form("/dex/auth/local/login", "login=jane&password=wrong&req=r1").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_html(&a);
+    assert!(a.body.contains("Invalid username or password"));
+    assert!(a.body.contains("value=\"jane\""), "the username is prefilled");
+    assert!(!a.body.contains("wrong"), "the password is never echoed");
+
+    g.set_step(Step::PasswordForm(pb::PasswordForm {
+        request_id: "r1".into(),
+        connector_id: "local".into(),
+        invalid: true,
+        retry_after_seconds: 30,
+        ..Default::default()
+    }));
+    let a = g.post_form("/dex/auth/local/login", "login=jane&password=wrong&req=r1").await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.header(header::RETRY_AFTER), "30");
+    assert!(a.body.contains("try again in 30 s"), "{}", a.body);
+
+    g.set_step(Step::DeviceEntry(pb::DeviceEntry {
+        user_code: String::new(),
+        invalid: true,
+        retry_after_seconds: 9,
+    }));
+    let a = g.post_form("/dex/device/auth/verify_code", "user_code=X").await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(a.body.contains("try again in 9 s"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn approval_and_connector_selection() {
+    let g = gateway();
+    g.set_step(redirect("https://rp.example/cb?code=c"));
+    let a = g.post_form("/dex/approval", "req=r1&hmac=m%2B&approval=approve").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let Call::Approve(r) = g.last_call() else { panic!() };
+    assert_eq!((r.request_id.as_str(), r.hmac.as_str(), r.approve), ("r1", "m+", true));
+    assert_eq!(r.browser_secret, a.browser_cookie().unwrap());
+
+    g.post_form("/dex/approval", "req=r1&hmac=m&approval=rejected").await;
+    let Call::Approve(r) = g.last_call() else { panic!() };
+    assert!(!r.approve);
+
+    g.get("/dex/approval?req=r2&hmac=h2").await;
+    let Call::GetApproval(r) = g.last_call() else { panic!() };
+    assert_eq!((r.request_id.as_str(), r.hmac.as_str()), ("r2", "h2"));
+
+    // /auth/{connector} with a full authorization request names the connector.
+    g.get("/dex/auth/github?client_id=app&scope=openid").await;
+    let Call::Authorize(r) = g.last_call() else { panic!() };
+    assert_eq!((r.client_id.as_str(), r.connector_id.as_str()), ("app", "github"));
+}
+
+#[tokio::test]
+async fn callbacks_pass_every_parameter() {
+    let g = gateway();
+    g.set_step(redirect("/dex/approval?req=r1&hmac=m"));
+    let a = g.get("/dex/callback?code=up&state=r1&extra=%2F").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let Call::Callback(r) = g.last_call() else { panic!() };
+    assert_eq!(r.connector_id, "");
+    assert_eq!(r.params.len(), 3);
+    assert_eq!(r.params["code"], "up");
+    assert_eq!(r.params["extra"], "/");
+    assert_eq!(r.browser_secret, a.browser_cookie().unwrap());
+
+    g.post_form("/dex/callback/saml", "SAMLResponse=PHNhbWw%2B&RelayState=r1").await;
+    let Call::Callback(r) = g.last_call() else { panic!() };
+    assert_eq!(r.connector_id, "saml");
+    assert_eq!(r.params["SAMLResponse"], "PHNhbWw+");
+    assert_eq!(r.params["RelayState"], "r1");
+
+    g.get("/dex/callback/authproxy?x=1").await;
+    let Call::Callback(r) = g.last_call() else { panic!() };
+    assert_eq!((r.connector_id.as_str(), r.params["x"].as_str()), ("authproxy", "1"));
+
+    g.set_step(Step::DeviceSuccess(pb::DeviceSuccess { client: client("TV") }));
+    let a = g.get("/dex/device/callback?code=c&state=s").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let Call::Callback(r) = g.last_call() else { panic!() };
+    assert_eq!(r.connector_id, "");
+    assert_eq!(r.params["code"], "c");
+}
+
+#[tokio::test]
+async fn device_user_code_reaches_core() {
+    let g = gateway();
+    g.set_step(redirect("/dex/auth?client_id=tv"));
+    let mut req = form("/dex/device/auth/verify_code", "").body(Body::from("user_code=WXYZ-BCDF")).unwrap();
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 1))));
+    let a = g.send(req).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let Call::VerifyUserCode(r) = g.last_call() else { panic!() };
+    assert_eq!(r.user_code, "WXYZ-BCDF");
+    assert_eq!(r.client_ip, "2001:db8::1");
+    assert_eq!(r.browser_secret, a.browser_cookie().unwrap());
+}
+
+#[tokio::test]
+async fn core_failures_on_pages_are_html_without_details() {
+    let g = gateway();
+    *g.core.step.lock().unwrap() = Some(Err(Code::Unavailable));
+    let a = g.get("/dex/auth?client_id=app").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_html(&a);
+    assert!(!a.body.contains("10.1.2.3"), "{}", a.body);
+
+    *g.core.step.lock().unwrap() = Some(Err(Code::Internal));
+    let a = g.get("/dex/auth?client_id=app").await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_html(&a);
+    assert!(!a.body.contains("10.1.2.3"), "{}", a.body);
+
+    // An empty step is core's bug, not the browser's: still an HTML page.
+    *g.core.step.lock().unwrap() = Some(Ok(pb::FlowStep { step: None }));
+    let a = g.get("/dex/auth?client_id=app").await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_html(&a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The token endpoints
+// ---------------------------------------------------------------------------------------------
+
+fn token_ok() -> pb::TokenResult {
+    pb::TokenResult {
+        result: Some(pb::token_result::Result::Token(pb::TokenResponse {
+            access_token: "at".into(),
+            token_type: "bearer".into(),
+            expires_in: 0,
+            refresh_token: String::new(),
+            id_token: "idt".into(),
+            issued_token_type: String::new(),
+            scope: String::new(),
+        })),
+    }
+}
+
+fn oauth_error(error: &str, status: i32, www: &str, retry: i64) -> pb::OAuthError {
+    pb::OAuthError {
+        error: error.into(),
+        description: String::new(),
+        http_status: status,
+        www_authenticate: www.into(),
+        retry_after_seconds: retry,
+    }
+}
+
+fn basic(id_secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(id_secret))
+}
+
+fn assert_no_store(a: &Answer) {
+    assert_eq!(a.header(header::CACHE_CONTROL), "no-store");
+    assert_eq!(a.header(header::PRAGMA), "no-cache");
+}
+
+#[tokio::test]
+async fn token_with_basic_auth_decodes_url_encoded_credentials() {
+    let g = gateway();
+    *g.core.token.lock().unwrap() = Some(token_ok());
+    let mut req = form("/dex/token", "")
+        .header(header::AUTHORIZATION, basic("my%3Aclient:s%40cr%2Bet%25+x%C3%A9"))
+        .body(Body::from("grant_type=authorization_code&code=abc&redirect_uri=https%3A%2F%2Frp%2Fcb&scope="))
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5))));
+    let a = g.send(req).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let Call::Token(r) = g.last_call() else { panic!() };
+    assert_eq!(r.grant_type, "authorization_code");
+    let client = r.client.unwrap();
+    assert_eq!(client.client_id, "my:client");
+    assert_eq!(client.client_secret, "s@cr+et% xé");
+    assert_eq!(client.method, "client_secret_basic");
+    assert_eq!(r.client_ip, "127.0.0.1");
+    assert_eq!(r.params["code"], "abc");
+    assert_eq!(r.params["redirect_uri"], "https://rp/cb");
+    assert!(!r.params.contains_key("scope"), "empty parameters count as absent");
+
+    // JSON shape: only non-empty fields, expires_in omitted when 0.
+    assert!(a.header(header::CONTENT_TYPE).starts_with("application/json"));
+    assert_no_store(&a);
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"access_token": "at", "token_type": "bearer", "id_token": "idt"})
+    );
+
+    // A client_id in the body that matches the Basic one is fine.
+    g.send(
+        form("/dex/token", "")
+            .header(header::AUTHORIZATION, basic("app:secret"))
+            .body(Body::from("grant_type=refresh_token&client_id=app&refresh_token=rt"))
+            .unwrap(),
+    )
+    .await;
+    let Call::Token(r) = g.last_call() else { panic!() };
+    assert_eq!(r.client.unwrap().client_id, "app");
+    assert!(!r.params.contains_key("client_id"));
+    assert_eq!(r.params["refresh_token"], "rt");
+}
+
+#[tokio::test]
+async fn token_client_authentication_methods() {
+    let g = gateway();
+    *g.core.token.lock().unwrap() = Some(pb::TokenResult {
+        result: Some(pb::token_result::Result::Token(pb::TokenResponse {
+            access_token: "at".into(),
+            token_type: "bearer".into(),
+            expires_in: 3600,
+            refresh_token: "rt".into(),
+            id_token: "idt".into(),
+            issued_token_type: "urn:ietf:params:oauth:token-type:access_token".into(),
+            scope: "openid".into(),
+        })),
+    });
+    let a =
+        g.post_form("/dex/token", "grant_type=client_credentials&client_id=app&client_secret=s%20s").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.json(),
+        serde_json::json!({
+            "access_token": "at", "token_type": "bearer", "expires_in": 3600, "refresh_token": "rt",
+            "id_token": "idt", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "scope": "openid"
+        })
+    );
+    let Call::Token(r) = g.last_call() else { panic!() };
+    let c = r.client.unwrap();
+    assert_eq!(
+        (c.client_id.as_str(), c.client_secret.as_str(), c.method.as_str()),
+        ("app", "s s", "client_secret_post")
+    );
+    assert!(!r.params.contains_key("client_secret"));
+    assert_eq!(r.params["grant_type"], "client_credentials");
+
+    g.post_form("/dex/token", "grant_type=authorization_code&client_id=public&code=c").await;
+    let Call::Token(r) = g.last_call() else { panic!() };
+    let c = r.client.unwrap();
+    assert_eq!((c.client_id.as_str(), c.client_secret.as_str(), c.method.as_str()), ("public", "", "none"));
+
+    // Basic and client_secret_post at once.
+    let before = g.calls().len();
+    let a = g
+        .send(
+            form("/dex/token", "")
+                .header(header::AUTHORIZATION, basic("app:secret"))
+                .body(Body::from("grant_type=authorization_code&client_id=app&client_secret=secret"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json()["error"], "invalid_request");
+    assert_no_store(&a);
+    // A body client_id naming another client than Basic.
+    let a = g
+        .send(
+            form("/dex/token", "")
+                .header(header::AUTHORIZATION, basic("app:secret"))
+                .body(Body::from("grant_type=authorization_code&client_id=other"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json()["error"], "invalid_request");
+    // Malformed Basic credentials: 401 invalid_client with a Basic challenge.
+    for bad in ["Basic !!!notbase64", &basic("no-colon"), &basic("app:%zz")] {
+        let a = g
+            .send(
+                form("/dex/token", "")
+                    .header(header::AUTHORIZATION, bad)
+                    .body(Body::from("grant_type=authorization_code"))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert_eq!(a.json()["error"], "invalid_client");
+        assert!(a.header(header::WWW_AUTHENTICATE).starts_with("Basic"));
+    }
+    assert_eq!(g.calls().len(), before, "core is not called for malformed requests");
+}
+
+#[tokio::test]
+async fn token_errors_map_to_oauth_json() {
+    let g = gateway();
+    *g.core.token.lock().unwrap() = Some(pb::TokenResult {
+        result: Some(pb::token_result::Result::Error(oauth_error(
+            "invalid_client",
+            401,
+            "Basic realm=\"oxidex\"",
+            0,
+        ))),
+    });
+    let a = g.post_form("/dex/token", "grant_type=authorization_code&code=c").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.header(header::WWW_AUTHENTICATE), "Basic realm=\"oxidex\"");
+    assert_eq!(a.json(), serde_json::json!({"error": "invalid_client"}));
+    assert_no_store(&a);
+
+    *g.core.token.lock().unwrap() = Some(pb::TokenResult {
+        result: Some(pb::token_result::Result::Error(pb::OAuthError {
+            error: "slow_down".into(),
+            description: "poll slower".into(),
+            http_status: 0,
+            www_authenticate: String::new(),
+            retry_after_seconds: 0,
+        })),
+    });
+    let a =
+        g.post_form("/dex/token", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "the default status is 400");
+    assert_eq!(a.json(), serde_json::json!({"error": "slow_down", "error_description": "poll slower"}));
+    assert!(a.headers.get(header::WWW_AUTHENTICATE).is_none());
+
+    *g.core.token.lock().unwrap() = Some(pb::TokenResult {
+        result: Some(pb::token_result::Result::Error(oauth_error("temporarily_unavailable", 429, "", 7))),
+    });
+    let a = g.post_form("/dex/token", "grant_type=password").await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.header(header::RETRY_AFTER), "7");
+
+    // Transport-level failure of core: JSON, no internal detail.
+    *g.core.token_failure.lock().unwrap() = Some(Code::Unavailable);
+    let a = g.post_form("/dex/token", "grant_type=password").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.json()["error"], "temporarily_unavailable");
+    assert!(!a.body.contains("10.1.2.3"));
+    assert_no_store(&a);
+}
+
+#[tokio::test]
+async fn malformed_token_requests_are_400() {
+    let g = gateway();
+    *g.core.token.lock().unwrap() = Some(token_ok());
+    let cases: [(&str, Option<&str>, &[u8]); 5] = [
+        ("bad escape", Some("application/x-www-form-urlencoded"), b"grant_type=%zz"),
+        ("not UTF-8", Some("application/x-www-form-urlencoded"), b"grant_type=\xff\xfe"),
+        ("repeated", Some("application/x-www-form-urlencoded"), b"grant_type=a&code=1&code=2"),
+        ("JSON", Some("application/json"), b"{\"grant_type\":\"password\"}"),
+        ("no type", None, b"grant_type=password"),
+    ];
+    for (name, content_type, body) in cases {
+        let mut b = Request::post("/dex/token");
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        let a = g.send(b.body(Body::from(body.to_vec())).unwrap()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(a.json()["error"], "invalid_request", "{name}");
+        assert_no_store(&a);
+    }
+    assert!(g.calls().is_empty());
+    for method in [Method::GET, Method::PUT] {
+        let a = g
+            .send(Request::builder().method(method.clone()).uri("/dex/token").body(Body::empty()).unwrap())
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{method}");
+        assert_eq!(a.json()["error"], "invalid_request");
+    }
+    // charset parameters on the content type are fine.
+    let a = g
+        .send(
+            Request::post("/dex/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=UTF-8")
+                .body(Body::from("grant_type=password&client_id=a"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn token_endpoints_answer_cors_for_allowed_origins_only() {
+    let g = gateway();
+    *g.core.token.lock().unwrap() = Some(token_ok());
+    for path in
+        ["/dex/token", "/dex/userinfo", "/dex/token/introspect", "/dex/token/revoke", "/dex/device/code"]
+    {
+        let pre = g
+            .send(
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri(path)
+                    .header(header::ORIGIN, "https://app.example")
+                    .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(pre.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "https://app.example", "{path}");
+        let evil = g
+            .send(
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri(path)
+                    .header(header::ORIGIN, "https://evil.example")
+                    .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert!(evil.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(), "{path}");
+    }
+    let a = g
+        .send(
+            form("/dex/token", "")
+                .header(header::ORIGIN, "https://app.example")
+                .body(Body::from("grant_type=password&client_id=a"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "https://app.example");
+    // The browser pages never answer CORS.
+    g.set_step(redirect("https://rp.example/cb"));
+    let a = g
+        .send(
+            Request::get("/dex/auth?client_id=app")
+                .header(header::ORIGIN, "https://app.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
+#[tokio::test]
+async fn userinfo_takes_the_token_from_header_or_form_only() {
+    let g = gateway();
+    *g.core.userinfo.lock().unwrap() = Some(pb::UserinfoResult {
+        result: Some(pb::userinfo_result::Result::ClaimsJson("{\"sub\":\"u1\"}".into())),
+    });
+
+    // The query string is never a token source.
+    let a = g.get("/dex/userinfo?access_token=leaked").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.header(header::WWW_AUTHENTICATE), "Bearer");
+    let a = g.post_form("/dex/userinfo?access_token=leaked", "").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(g.calls().is_empty(), "core never sees a token from the query string");
+
+    let a = g
+        .send(
+            Request::get("/dex/userinfo")
+                .header(header::AUTHORIZATION, "bearer  tok.en ")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, "{\"sub\":\"u1\"}");
+    assert_eq!(a.header(header::CONTENT_TYPE), "application/json");
+    assert_no_store(&a);
+    let Call::Userinfo(r) = g.last_call() else { panic!() };
+    assert_eq!(r.access_token, "tok.en");
+
+    g.post_form("/dex/userinfo", "access_token=form-token").await;
+    let Call::Userinfo(r) = g.last_call() else { panic!() };
+    assert_eq!(r.access_token, "form-token");
+
+    // Both at once.
+    let a = g
+        .send(
+            form("/dex/userinfo", "")
+                .header(header::AUTHORIZATION, "Bearer a")
+                .body(Body::from("access_token=b"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    // A rejected token.
+    *g.core.userinfo.lock().unwrap() = Some(pb::UserinfoResult {
+        result: Some(pb::userinfo_result::Result::Error(pb::OAuthError {
+            error: "invalid_token".into(),
+            description: "token expired".into(),
+            http_status: 401,
+            www_authenticate: String::new(),
+            retry_after_seconds: 0,
+        })),
+    });
+    let a = g
+        .send(
+            Request::get("/dex/userinfo")
+                .header(header::AUTHORIZATION, "Bearer x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.header(header::WWW_AUTHENTICATE), "Bearer error=\"invalid_token\"");
+    assert_eq!(a.json()["error"], "invalid_token");
+    assert_no_store(&a);
+}
+
+#[tokio::test]
+async fn introspect_revoke_and_device_code() {
+    let g = gateway();
+    *g.core.introspect.lock().unwrap() = Some(pb::IntrospectResult {
+        result: Some(pb::introspect_result::Result::ResponseJson("{\"active\":false}".into())),
+    });
+    let a = g
+        .send(
+            form("/dex/token/introspect", "")
+                .header(header::AUTHORIZATION, basic("rs:pw"))
+                .body(Body::from("token=t1&token_type_hint=refresh_token"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, "{\"active\":false}");
+    assert_eq!(a.header(header::CONTENT_TYPE), "application/json");
+    assert_no_store(&a);
+    let Call::Introspect(r) = g.last_call() else { panic!() };
+    assert_eq!((r.token.as_str(), r.token_type_hint.as_str()), ("t1", "refresh_token"));
+    assert_eq!(r.client.unwrap().method, "client_secret_basic");
+
+    *g.core.revoke.lock().unwrap() = Some(pb::RevokeResult { error: None });
+    let a = g.post_form("/dex/token/revoke", "token=t2&client_id=app&client_secret=s").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, "");
+    let Call::Revoke(r) = g.last_call() else { panic!() };
+    assert_eq!(r.token, "t2");
+    assert_eq!(r.client.unwrap().method, "client_secret_post");
+
+    *g.core.revoke.lock().unwrap() =
+        Some(pb::RevokeResult { error: Some(oauth_error("unsupported_token_type", 400, "", 0)) });
+    let a = g.post_form("/dex/token/revoke", "token=t2&client_id=app").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json()["error"], "unsupported_token_type");
+
+    *g.core.device.lock().unwrap() = Some(pb::DeviceAuthorizationResult {
+        result: Some(pb::device_authorization_result::Result::Response(pb::DeviceAuthorizationResponse {
+            device_code: "dc".into(),
+            user_code: "WXYZ-BCDF".into(),
+            verification_uri: "https://id.example/dex/device".into(),
+            verification_uri_complete: "https://id.example/dex/device?user_code=WXYZ-BCDF".into(),
+            expires_in: 300,
+            interval: 5,
+        })),
+    });
+    let a = g
+        .post_form(
+            "/dex/device/code",
+            "client_id=tv&scope=openid+profile&code_challenge=cc&code_challenge_method=S256",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_no_store(&a);
+    assert_eq!(
+        a.json(),
+        serde_json::json!({
+            "device_code": "dc", "user_code": "WXYZ-BCDF", "verification_uri": "https://id.example/dex/device",
+            "verification_uri_complete": "https://id.example/dex/device?user_code=WXYZ-BCDF",
+            "expires_in": 300, "interval": 5
+        })
+    );
+    let Call::DeviceAuthorization(r) = g.last_call() else { panic!() };
+    assert_eq!(r.scope, "openid profile");
+    assert_eq!((r.code_challenge.as_str(), r.code_challenge_method.as_str()), ("cc", "S256"));
+    assert_eq!(r.client.unwrap().method, "none");
+}
