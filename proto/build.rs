@@ -6,12 +6,8 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = [
-        "api/api.proto",
-        "oxidex/v1/discovery.proto",
-        "oxidex/v1/flow.proto",
-        "oxidex/v1/token.proto",
-    ];
+    let files =
+        ["api/api.proto", "oxidex/v1/discovery.proto", "oxidex/v1/flow.proto", "oxidex/v1/token.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

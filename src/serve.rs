@@ -10,14 +10,20 @@ use anyhow::{Context as _, bail};
 use oxidex_api::{CoreChannel, GatewaySettings, Metrics};
 use oxidex_core::clock::{SharedClock, SystemClock};
 use oxidex_core::config::{self, Config, LoadOptions, LogFormat, Overrides, Problem};
+use oxidex_core::connector::throttle::{LoginThrottle, ThrottlePolicy};
+use oxidex_core::connector::{ConnectorSet, OpenContext};
 use oxidex_core::discovery::ProviderMetadata;
+use oxidex_core::flow::{Provider, ProviderSettings};
 use oxidex_core::grpc::admin::AdminService;
 use oxidex_core::grpc::discovery::DiscoveryService;
+use oxidex_core::grpc::flow::{FlowService, TokenService};
 use oxidex_core::storage::static_overlay::StaticOverlay;
 use oxidex_core::storage::{DurableStorage, Storage};
 use oxidex_core::token::rotation::{KeyManager, RotationSettings};
 use oxidex_proto::api::dex_server::DexServer;
 use oxidex_proto::oxidex::v1::discovery_server::DiscoveryServer;
+use oxidex_proto::oxidex::v1::flow_server::FlowServer;
+use oxidex_proto::oxidex::v1::token_server::TokenServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
@@ -239,8 +245,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let metadata = Arc::new(ProviderMetadata::from_config(&config));
     let discovery = DiscoveryServer::new(DiscoveryService::new(metadata.clone(), keys.clone()));
-    let core_routes =
-        tonic::service::Routes::new(discovery.clone()).add_service(health_service.clone()).prepare();
+    let connectors = Arc::new(ConnectorSet::new(
+        OpenContext::new(durable.clone(), clock.clone()),
+        config.enable_password_db,
+    ));
+    let provider = Arc::new(Provider {
+        issuer: config.issuer.clone(),
+        durable: durable.clone(),
+        flow: storage.flow.clone(),
+        keys: keys.clone(),
+        connectors,
+        throttle: LoginThrottle::new(clock.clone(), ThrottlePolicy::default()),
+        clock: clock.clone(),
+        settings: ProviderSettings::from_config(&config),
+    });
+    let flow = FlowServer::new(FlowService::new(provider.clone()));
+    let token = TokenServer::new(TokenService::new(provider));
+    let core_routes = tonic::service::Routes::new(discovery.clone())
+        .add_service(flow.clone())
+        .add_service(token.clone())
+        .add_service(health_service.clone())
+        .prepare();
     let core = CoreChannel::in_process(core_routes.clone());
     let metrics = Metrics::new(VERSION, &config.issuer_path).context("setting up metrics")?;
 
@@ -250,10 +275,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         headers: config.web.headers.clone(),
         allowed_origins: config.web.allowed_origins.clone(),
         allowed_headers: config.web.allowed_headers.clone(),
+        secure_cookies: config.issuer.starts_with("https://"),
     };
     // Apps may call the public gRPC services on the web port too (never the admin API).
     let web_router = oxidex_api::web_router(core.clone(), &settings, metrics.clone())
         .route_service(&grpc_path(&discovery), discovery.clone())
+        .route_service(&grpc_path(&flow), flow.clone())
+        .route_service(&grpc_path(&token), token.clone())
         .route_service(&grpc_path(&health_service), health_service.clone());
     if let Some(listener) = web {
         let router = web_router.clone();
