@@ -371,5 +371,11 @@ async fn device_callback(
     uri: Uri,
 ) -> Result<Response, PageError> {
     let p = query(&uri)?;
-    callback(state, String::new(), p, browser).await
+    let req = pb::DeviceCallbackRequest {
+        code: first(&p, "code").to_owned(),
+        state: first(&p, "state").to_owned(),
+        browser_secret: browser.0,
+    };
+    let step = state.client().device_callback(req).await?.into_inner();
+    Ok(render(&state.base, step))
 }

@@ -24,6 +24,9 @@ use crate::error::GatewayError;
 use crate::form::{self, Malformed};
 use crate::{CoreChannel, GatewaySettings, cors};
 
+/// The largest request body the token endpoints read.
+const MAX_BODY: usize = 64 * 1024;
+
 #[derive(Clone)]
 struct TokenState {
     core: CoreChannel,
@@ -44,9 +47,22 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings) -> axum::Rou
         .route("/token/revoke", post(revoke).fallback(post_only))
         .route("/userinfo", get(userinfo_get).post(userinfo_post))
         .with_state(TokenState { core })
+        // No token request needs more than a few kilobytes.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(
             |req: axum::extract::Request, next: axum::middleware::Next| async move {
                 let mut response = next.run(req).await;
+                if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    // The body limit's own answer is plain text; relying parties expect OAuth JSON.
+                    response = error_response(
+                        &oauth_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "invalid_request",
+                            "The request body is too large.",
+                        ),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                    );
+                }
                 let h = response.headers_mut();
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

@@ -29,6 +29,7 @@ enum Call {
     GetApproval(pb::ApprovalRequest),
     Approve(pb::ApproveRequest),
     VerifyUserCode(pb::VerifyUserCodeRequest),
+    DeviceCallback(pb::DeviceCallbackRequest),
     Token(pb::TokenRequest),
     DeviceAuthorization(pb::DeviceAuthorizationRequest),
     Userinfo(pb::UserinfoRequest),
@@ -123,6 +124,13 @@ impl Flow for FakeFlow {
         r: tonic::Request<pb::VerifyUserCodeRequest>,
     ) -> Result<Response<pb::FlowStep>, Status> {
         self.0.record(Call::VerifyUserCode(r.into_inner()));
+        self.0.step()
+    }
+    async fn device_callback(
+        &self,
+        r: tonic::Request<pb::DeviceCallbackRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        self.0.record(Call::DeviceCallback(r.into_inner()));
         self.0.step()
     }
 }
@@ -656,9 +664,9 @@ async fn callbacks_pass_every_parameter() {
     g.set_step(Step::DeviceSuccess(pb::DeviceSuccess { client: client("TV") }));
     let a = g.get("/dex/device/callback?code=c&state=s").await;
     assert_eq!(a.status, StatusCode::OK);
-    let Call::Callback(r) = g.last_call() else { panic!() };
-    assert_eq!(r.connector_id, "");
-    assert_eq!(r.params["code"], "c");
+    let Call::DeviceCallback(r) = g.last_call() else { panic!() };
+    assert_eq!((r.code.as_str(), r.state.as_str()), ("c", "s"));
+    assert_eq!(r.browser_secret, a.browser_cookie().unwrap());
 }
 
 #[tokio::test]

@@ -28,14 +28,9 @@ const CLIENT_KEYS: &[&str] = &[
     "ssoSharedWith",
     "clientCredentialsClaims",
 ];
-const CLIENT_IGNORED: &[&str] = &[
-    "postLogoutRedirectURIs",
-    "backchannelLogoutURI",
-    "refreshTokenLifetime",
-    "mfaChain",
-    "ssoSharedWith",
-    "clientCredentialsClaims",
-];
+const CLIENT_IGNORED: &[&str] =
+    &["postLogoutRedirectURIs", "backchannelLogoutURI", "refreshTokenLifetime", "mfaChain", "ssoSharedWith"];
+const CLIENT_CREDENTIALS_CLAIMS_KEYS: &[&str] = &["groups"];
 const CONNECTOR_KEYS: &[&str] = &["type", "id", "name", "config", "grantTypes"];
 const PASSWORD_KEYS: &[&str] = &[
     "email",
@@ -146,6 +141,10 @@ pub(crate) fn static_clients(ctx: &mut Ctx<'_>, top: &Obj<'_>) -> Vec<Client> {
             name: name.unwrap_or_default(),
             logo_url: o.string(ctx, "logoURL").unwrap_or_default(),
             allowed_connectors: o.strings(ctx, "allowedConnectors"),
+            client_credentials_groups: o
+                .child(ctx, "clientCredentialsClaims", CLIENT_CREDENTIALS_CLAIMS_KEYS)
+                .map(|c| c.strings(ctx, "groups"))
+                .unwrap_or_default(),
         };
         if let Some(id) = id {
             if let Some(first) = seen.get(&id) {

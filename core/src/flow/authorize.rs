@@ -4,8 +4,9 @@ use oxidex_proto::oxidex::v1 as pb;
 use tonic::Status;
 
 use super::{
-    OOB_REDIRECT_URI, Provider, approval_hmac, approval_hmac_ok, browser_hash, client_info, describe_scope,
-    error_page, normalize_response_type, redirect, same_browser, stale_request,
+    DEVICE_CALLBACK_PATH, OOB_REDIRECT_URI, Provider, approval_hmac, approval_hmac_ok, browser_hash,
+    client_info, connector_allowed, describe_scope, error_page, normalize_response_type, redirect,
+    same_browser, stale_request, validate_challenge,
 };
 use crate::clock::new_id;
 use crate::connector::{CallbackParams, ConnectorError, ConnectorScopes, Identity, OpenConnector};
@@ -20,6 +21,8 @@ struct Reply<'a> {
     provider: &'a Provider,
     redirect_uri: &'a str,
     state: &'a str,
+    /// Implicit and hybrid responses (and their errors) go in the fragment (OIDC Core 3.2.2.5).
+    fragment: bool,
 }
 
 impl Reply<'_> {
@@ -28,19 +31,28 @@ impl Reply<'_> {
         if self.redirect_uri == OOB_REDIRECT_URI {
             return error_page(400, "Authorization failed", format!("{error}: {description}"));
         }
+        let mut params = vec![("error", error)];
+        if !description.is_empty() {
+            params.push(("error_description", description));
+        }
+        self.send(params)
+    }
+
+    /// Redirects to the client with `params`, then `state` and `iss` (RFC 9207), in the query or
+    /// the fragment.
+    fn send<'p>(&'p self, mut params: Vec<(&'p str, &'p str)>) -> pb::FlowStep {
         let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
             return error_page(400, "Invalid redirect URI", "The application's redirect URI is not a URL.");
         };
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("error", error);
-            if !description.is_empty() {
-                q.append_pair("error_description", description);
-            }
-            if !self.state.is_empty() {
-                q.append_pair("state", self.state);
-            }
-            q.append_pair("iss", &self.provider.issuer);
+        if !self.state.is_empty() {
+            params.push(("state", self.state));
+        }
+        params.push(("iss", &self.provider.issuer));
+        if self.fragment {
+            let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+            url.set_fragment(Some(&encoded));
+        } else {
+            url.query_pairs_mut().extend_pairs(params);
         }
         redirect(url.to_string())
     }
@@ -48,8 +60,8 @@ impl Reply<'_> {
 
 /// Whether a public client without registered redirect URIs may use `uri` (Dex's rules: the
 /// OOB page, the device callback, and http loopback on any port).
-fn public_default_redirect(provider: &Provider, uri: &str) -> bool {
-    if uri == OOB_REDIRECT_URI || uri == provider.url("/device/callback") {
+fn public_default_redirect(uri: &str) -> bool {
+    if uri == OOB_REDIRECT_URI {
         return true;
     }
     let Ok(url) = url::Url::parse(uri) else { return false };
@@ -60,15 +72,22 @@ fn public_default_redirect(provider: &Provider, uri: &str) -> bool {
         && url.fragment().is_none()
 }
 
-fn redirect_uri_allowed(provider: &Provider, client: &Client, uri: &str) -> bool {
+/// The grant a request will end in, for connectors restricted to some grant types.
+fn grant_type_of(provider: &Provider, request: &AuthRequest) -> &'static str {
+    if request.redirect_uri == provider.url(DEVICE_CALLBACK_PATH) {
+        crate::grant::GRANT_DEVICE_CODE
+    } else if request.response_types.iter().any(|r| !r.split(' ').any(|w| w == "code")) {
+        "implicit"
+    } else {
+        "authorization_code"
+    }
+}
+
+fn redirect_uri_allowed(client: &Client, uri: &str) -> bool {
     if client.redirect_uris.iter().any(|r| r == uri) {
         return true;
     }
-    client.public && client.redirect_uris.is_empty() && public_default_redirect(provider, uri)
-}
-
-fn connector_allowed(client: &Client, connector_id: &str) -> bool {
-    client.allowed_connectors.is_empty() || client.allowed_connectors.iter().any(|c| c == connector_id)
+    client.public && client.redirect_uris.is_empty() && public_default_redirect(uri)
 }
 
 impl Provider {
@@ -88,14 +107,18 @@ impl Provider {
             }
             Err(e) => return Err(e.into()),
         };
-        if req.redirect_uri.is_empty() || !redirect_uri_allowed(self, &client, &req.redirect_uri) {
+        if req.redirect_uri.is_empty()
+            || req.redirect_uri == self.url(DEVICE_CALLBACK_PATH)
+            || !redirect_uri_allowed(&client, &req.redirect_uri)
+        {
             return Ok(error_page(
                 400,
                 "Invalid redirect URI",
                 "The redirect_uri is not registered for this application.",
             ));
         }
-        let reply = Reply { provider: self, redirect_uri: &req.redirect_uri, state: &req.state };
+        let mut reply =
+            Reply { provider: self, redirect_uri: &req.redirect_uri, state: &req.state, fragment: false };
         if !req.request.is_empty() || !req.request_uri.is_empty() {
             return Ok(reply.error("request_not_supported", "Request objects are not supported."));
         }
@@ -117,9 +140,16 @@ impl Provider {
                 reply.error("unsupported_response_type", "This response_type is not enabled on this server.")
             );
         }
-        if response_type != "code" {
-            // Implicit and hybrid responses are not issued yet, even when configured.
-            return Ok(reply.error("unsupported_response_type", "Only response_type=code is supported."));
+        let with_code = words.contains(&"code");
+        reply.fragment = !with_code || words.len() > 1;
+        if words == ["token"] {
+            return Ok(reply.error("invalid_request", "response_type=token must come with code or id_token."));
+        }
+        if words.contains(&"token") && req.redirect_uri == OOB_REDIRECT_URI {
+            return Ok(reply.error("invalid_request", "Tokens cannot be shown on the out-of-band page."));
+        }
+        if !with_code && req.nonce.is_empty() {
+            return Ok(reply.error("invalid_request", "A nonce is required when the response has no code."));
         }
 
         let scopes = match Scopes::parse(&req.scope) {
@@ -129,42 +159,17 @@ impl Provider {
         if !scopes.openid() {
             return Ok(reply.error("invalid_scope", "Missing required scope(s) [\"openid\"]."));
         }
-        for peer in scopes.cross_client_peers() {
-            let trusted = match self.durable.get_client(peer).await {
-                Ok(p) => p.id == client.id || p.trusted_peers.iter().any(|t| t == &client.id),
-                Err(StorageError::NotFound) => false,
-                Err(e) => return Err(e.into()),
-            };
-            if !trusted {
-                return Ok(
-                    reply.error("invalid_scope", &format!("Client {peer:?} does not trust this client."))
-                );
-            }
+        if let Some(why) = self.untrusted_peers(&client, &scopes).await? {
+            return Ok(reply.error("invalid_scope", &why));
         }
 
         // PKCE (RFC 7636), S256 by default; required for public clients and when enforced.
-        let method = if req.code_challenge.is_empty() {
-            String::new()
-        } else if req.code_challenge_method.is_empty() {
-            "plain".to_owned()
-        } else {
-            req.code_challenge_method.clone()
+        let method = match validate_challenge(&self.settings, &req.code_challenge, &req.code_challenge_method)
+        {
+            Ok(m) => m,
+            Err(why) => return Ok(reply.error("invalid_request", &why)),
         };
-        if !req.code_challenge.is_empty() {
-            if !self.settings.challenge_methods.contains(&method) {
-                return Ok(reply.error(
-                    "invalid_request",
-                    &format!("Unsupported code_challenge_method {method:?}; use S256."),
-                ));
-            }
-            let c = &req.code_challenge;
-            if c.len() < 43
-                || c.len() > 128
-                || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            {
-                return Ok(reply.error("invalid_request", "Malformed code_challenge."));
-            }
-        } else if client.public || self.settings.pkce_enforce {
+        if req.code_challenge.is_empty() && with_code && (client.public || self.settings.pkce_enforce) {
             return Ok(reply.error("invalid_request", "A code_challenge (PKCE, S256) is required."));
         }
 
@@ -200,19 +205,28 @@ impl Provider {
         };
         self.flow.create_auth_request(request.clone()).await?;
 
-        let available = self.available_connectors(&client).await?;
-        let chosen = if !req.connector_id.is_empty() {
-            Some(req.connector_id.clone())
-        } else if available.len() == 1
-            && !self.settings.always_show_login
-            && !prompts.contains(&"select_account")
-        {
+        self.choose_connector(&client, &request, &req.connector_id, prompts.contains(&"select_account")).await
+    }
+
+    /// After a request is stored: the chooser, or straight to the one connector (named by the
+    /// request, or the only one when the chooser would have a single entry).
+    pub(super) async fn choose_connector(
+        &self,
+        client: &Client,
+        request: &AuthRequest,
+        requested: &str,
+        select_account: bool,
+    ) -> StepResult {
+        let available = self.available_connectors(client).await?;
+        let chosen = if !requested.is_empty() {
+            Some(requested.to_owned())
+        } else if available.len() == 1 && !self.settings.always_show_login && !select_account {
             available.first().map(|c| c.id.clone())
         } else {
             None
         };
         match chosen {
-            Some(id) => self.start_login(&request, &id).await,
+            Some(id) => self.start_login(request, &id).await,
             None if available.is_empty() => Ok(error_page(
                 500,
                 "No way to log in",
@@ -222,7 +236,7 @@ impl Provider {
                 step: Some(pb::flow_step::Step::Chooser(pb::ConnectorChooser {
                     request_id: request.id.clone(),
                     connectors: available,
-                    client: Some(client_info(&client)),
+                    client: Some(client_info(client)),
                 })),
             }),
         }
@@ -266,6 +280,13 @@ impl Provider {
             }
             Err(e) => return Err(connector_status(e)),
         };
+        if !connector.allows_grant_type(grant_type_of(self, request)) {
+            return Ok(error_page(
+                403,
+                "Login method not allowed",
+                "This login method cannot be used for this kind of sign-in.",
+            ));
+        }
         let id = request.id.clone();
         let chosen = connector_id.to_owned();
         self.flow
@@ -479,13 +500,17 @@ impl Provider {
         };
         if !req.approve {
             self.flow.delete_auth_request(&request.id).await.ok();
-            let reply = Reply { provider: self, redirect_uri: &request.redirect_uri, state: &request.state };
-            return Ok(reply.error("access_denied", "The user denied the request."));
+            if request.redirect_uri == self.url(DEVICE_CALLBACK_PATH) {
+                return self.deny_device(&request).await;
+            }
+            return Ok(reply_for(self, &request).error("access_denied", "The user denied the request."));
         }
         self.respond(request).await
     }
 
-    /// Ends the flow: consumes the request and sends the code to the client.
+    /// Ends the flow: consumes the request and sends the authorization response to the client
+    /// (code in the query; or, for implicit and hybrid response types, code and tokens in the
+    /// fragment; or the code on the out-of-band page).
     async fn respond(&self, request: AuthRequest) -> StepResult {
         match self.flow.delete_auth_request(&request.id).await {
             Ok(()) => {}
@@ -493,40 +518,77 @@ impl Provider {
             Err(StorageError::NotFound) => return Ok(stale_request()),
             Err(e) => return Err(e.into()),
         }
-        let code = new_id();
-        self.flow
-            .create_auth_code(AuthCode {
-                id: hash_code(&code),
-                client_id: request.client_id.clone(),
-                redirect_uri: request.redirect_uri.clone(),
-                nonce: request.nonce.clone(),
-                scopes: request.scopes.clone(),
-                connector_id: request.connector_id.clone(),
-                connector_data: request.connector_data.clone(),
-                claims: request.claims.clone(),
-                expiry: self.expires_in(self.settings.code_ttl),
-                pkce: request.pkce.clone(),
-            })
-            .await?;
+        let response_type = request.response_types.first().cloned().unwrap_or_else(|| "code".to_owned());
+        let words: Vec<&str> = response_type.split(' ').collect();
+        let code = if words.contains(&"code") {
+            let code = new_id();
+            self.flow
+                .create_auth_code(AuthCode {
+                    id: hash_code(&code),
+                    client_id: request.client_id.clone(),
+                    redirect_uri: request.redirect_uri.clone(),
+                    nonce: request.nonce.clone(),
+                    scopes: request.scopes.clone(),
+                    connector_id: request.connector_id.clone(),
+                    connector_data: request.connector_data.clone(),
+                    claims: request.claims.clone(),
+                    expiry: self.expires_in(self.settings.code_ttl),
+                    pkce: request.pkce.clone(),
+                })
+                .await?;
+            Some(code)
+        } else {
+            None
+        };
         if request.redirect_uri == OOB_REDIRECT_URI {
+            let code = code.unwrap_or_default();
             return Ok(pb::FlowStep { step: Some(pb::flow_step::Step::Oob(pb::OobCode { code })) });
         }
-        let Ok(mut url) = url::Url::parse(&request.redirect_uri) else {
-            return Ok(error_page(
-                400,
-                "Invalid redirect URI",
-                "The application's redirect URI is not a URL.",
-            ));
-        };
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("code", &code);
-            if !request.state.is_empty() {
-                q.append_pair("state", &request.state);
-            }
-            q.append_pair("iss", &self.issuer);
+        let reply = reply_for(self, &request);
+        let (with_token, with_id_token) = (words.contains(&"token"), words.contains(&"id_token"));
+        if !with_token && !with_id_token {
+            return Ok(reply.send(vec![("code", code.as_deref().unwrap_or_default())]));
         }
-        Ok(redirect(url.to_string()))
+        // Implicit or hybrid: the tokens travel in the fragment.
+        let scopes = Scopes::from_list_lenient(request.scopes.iter());
+        let minted = self.mint_grant(&crate::grant::Grant {
+            client_id: &request.client_id,
+            scopes: &scopes,
+            claims: &request.claims,
+            connector_id: &request.connector_id,
+            nonce: &request.nonce,
+            code: code.as_deref(),
+            access_token: with_token,
+            id_token: with_id_token,
+        })?;
+        let expires_in = minted.expires_in.to_string();
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let Some(code) = &code {
+            params.push(("code", code));
+        }
+        if with_token {
+            params.extend([
+                ("access_token", minted.access_token.as_str()),
+                ("token_type", "bearer"),
+                ("expires_in", expires_in.as_str()),
+            ]);
+        }
+        if with_id_token {
+            params.push(("id_token", &minted.id_token));
+        }
+        tracing::info!(client_id = %request.client_id, %response_type, "tokens issued from the authorization endpoint");
+        Ok(reply.send(params))
+    }
+}
+
+/// The reply channel of a stored (so already validated) request.
+fn reply_for<'a>(provider: &'a Provider, request: &'a AuthRequest) -> Reply<'a> {
+    let words: Vec<&str> = request.response_types.first().map(|r| r.split(' ').collect()).unwrap_or_default();
+    Reply {
+        provider,
+        redirect_uri: &request.redirect_uri,
+        state: &request.state,
+        fragment: !words.is_empty() && (!words.contains(&"code") || words.len() > 1),
     }
 }
 

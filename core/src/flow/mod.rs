@@ -18,6 +18,7 @@
 //! against the client's registration; before that, errors are error pages.
 
 mod authorize;
+mod device;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +30,18 @@ use chrono::{DateTime, Utc};
 use oxidex_proto::oxidex::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+use tonic::Status;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, RefreshTokenPolicy};
 use crate::connector::ConnectorSet;
 use crate::connector::throttle::LoginThrottle;
-use crate::storage::{AuthRequest, Client, DurableStorage, FlowStorage};
+use crate::storage::{AuthRequest, Client, DurableStorage, FlowStorage, StorageError};
 use crate::token::rotation::KeyManager;
+use crate::token::scopes::Scopes;
+
+/// The path, under the issuer, where a device login ends.
+pub const DEVICE_CALLBACK_PATH: &str = "/device/callback";
 
 /// The out-of-band redirect URI: the code is shown to the user instead of redirected.
 pub const OOB_REDIRECT_URI: &str = "urn:ietf:wg:oauth:2.0:oob";
@@ -62,6 +68,8 @@ pub struct ProviderSettings {
     pub id_token_ttl: Duration,
     /// Authorization request lifetime.
     pub auth_request_ttl: Duration,
+    /// Device code lifetime (`expiry.deviceRequests`).
+    pub device_request_ttl: Duration,
     /// Authorization code lifetime (Oxidex: 2 minutes; Dex: 30 minutes).
     pub code_ttl: Duration,
     /// Refresh token policy.
@@ -89,6 +97,7 @@ impl ProviderSettings {
             password_connector: config.oauth2.password_connector.clone(),
             id_token_ttl: config.expiry.id_tokens,
             auth_request_ttl: config.expiry.auth_requests,
+            device_request_ttl: config.expiry.device_requests,
             code_ttl: Duration::from_secs(120),
             refresh: config.expiry.refresh_tokens.clone(),
         }
@@ -129,6 +138,58 @@ impl Provider {
     pub(crate) fn expires_in(&self, ttl: Duration) -> DateTime<Utc> {
         self.now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
     }
+}
+
+impl Provider {
+    /// Checks the cross-client scopes: every `audience:server:client_id:<peer>` must name a client
+    /// that lists `client` in its `trustedPeers` (a client always trusts itself). Returns the
+    /// description of an `invalid_scope` error, or `None` when every peer trusts the client.
+    pub(crate) async fn untrusted_peers(
+        &self,
+        client: &Client,
+        scopes: &Scopes,
+    ) -> Result<Option<String>, Status> {
+        for peer in scopes.cross_client_peers() {
+            let trusted = match self.durable.get_client(peer).await {
+                Ok(p) => p.id == client.id || p.trusted_peers.iter().any(|t| t == &client.id),
+                Err(StorageError::NotFound) => peer == &client.id,
+                Err(e) => return Err(e.into()),
+            };
+            if !trusted {
+                return Ok(Some(format!("Client {peer:?} does not trust this client.")));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Checks a PKCE `code_challenge` and its method (RFC 7636 §4.2, §4.3): the method must be one
+/// the server supports (`plain` is the default when a challenge comes without one, as the RFC
+/// says, so it is refused unless configured). Returns the method to store (empty without a
+/// challenge) or a client-safe description of what is wrong.
+pub(crate) fn validate_challenge(
+    settings: &ProviderSettings,
+    challenge: &str,
+    method: &str,
+) -> Result<String, String> {
+    if challenge.is_empty() {
+        return Ok(String::new());
+    }
+    let method = if method.is_empty() { "plain" } else { method };
+    if !settings.challenge_methods.iter().any(|m| m == method) {
+        return Err(format!("Unsupported code_challenge_method {method:?}; use S256."));
+    }
+    if !(43..=128).contains(&challenge.len())
+        || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
+        return Err("Malformed code_challenge.".to_owned());
+    }
+    Ok(method.to_owned())
+}
+
+/// Whether `client` may use the connector (an empty `allowedConnectors` allows every one).
+pub(crate) fn connector_allowed(client: &Client, connector_id: &str) -> bool {
+    client.allowed_connectors.is_empty() || client.allowed_connectors.iter().any(|c| c == connector_id)
 }
 
 /// SHA-256 (hex) of a browser secret, as stored on the authorization request.
@@ -188,15 +249,6 @@ pub(crate) fn stale_request() -> pb::FlowStep {
         "Login session expired",
         "This login request is unknown, has expired, or was started in another browser. \
          Go back to the application and sign in again.",
-    )
-}
-
-/// The answer to device-flow steps until the device flow is built.
-pub fn device_flow_unavailable() -> pb::FlowStep {
-    error_page(
-        501,
-        "Device login unavailable",
-        "Signing in with a device code is not available on this server yet.",
     )
 }
 

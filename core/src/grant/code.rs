@@ -7,10 +7,23 @@ use tonic::Status;
 
 use super::{invalid_grant, oauth_error};
 use crate::flow::Provider;
-use crate::storage::{Client, StorageError};
+use crate::storage::{Client, StorageError, Tombstone};
 use crate::token::pkce;
 use crate::token::refresh::hash_code;
 use crate::token::scopes::Scopes;
+
+/// What a redeemed code issued, kept on its tombstone.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Issued {
+    refresh_id: String,
+    jtis: Vec<String>,
+    expiry: chrono::DateTime<chrono::Utc>,
+}
+
+/// The id part of a refresh token string (empty when none was issued).
+fn refresh_id(token: &str) -> String {
+    crate::token::refresh::decode(token).map(|(id, _)| id).unwrap_or_default()
+}
 
 impl Provider {
     pub(super) async fn authorization_code_grant(
@@ -28,7 +41,10 @@ impl Provider {
         // (another client presenting it, a wrong redirect URI).
         let stored = match self.flow.get_auth_code(&id).await {
             Ok(c) => c,
-            Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid or expired code."))),
+            Err(StorageError::NotFound) => {
+                self.revoke_replayed_code(&id).await?;
+                return Ok(Err(invalid_grant("Invalid or expired code.")));
+            }
             Err(e) => return Err(e.into()),
         };
         if stored.client_id != client.id {
@@ -40,7 +56,10 @@ impl Provider {
         // The single-use gate: of concurrent redemptions exactly one gets past this line.
         let code_row = match self.flow.take_auth_code(&id).await {
             Ok(c) => c,
-            Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid or expired code."))),
+            Err(StorageError::NotFound) => {
+                self.revoke_replayed_code(&id).await?;
+                return Ok(Err(invalid_grant("Invalid or expired code.")));
+            }
             Err(e) => return Err(e.into()),
         };
         if code_row.expiry < self.now() {
@@ -78,14 +97,46 @@ impl Provider {
         } else {
             String::new()
         };
+        // What remains of the code until it would have expired: a replay revokes all of this.
+        let issued = Issued {
+            refresh_id: refresh_id(&refresh_token),
+            jtis: minted.jtis.clone(),
+            expiry: minted.expiry,
+        };
+        let tombstone = Tombstone {
+            id: format!("code:{id}"),
+            data: serde_json::to_string(&issued).map_err(|_| Status::internal("encoding failed"))?,
+            expiry: code_row.expiry,
+        };
+        match self.flow.create_tombstone(tombstone).await {
+            Ok(()) | Err(StorageError::AlreadyExists) => {}
+            Err(e) => return Err(e.into()),
+        }
         tracing::info!(client_id = %client.id, connector_id = %code_row.connector_id, "authorization code redeemed");
-        Ok(Ok(pb::TokenResponse {
-            access_token: minted.access_token,
-            token_type: "bearer".into(),
-            expires_in: minted.expires_in,
-            refresh_token,
-            id_token: minted.id_token,
-            ..Default::default()
-        }))
+        Ok(Ok(minted.response(refresh_token)))
+    }
+
+    /// A code that is gone was presented: when it was redeemed before (not merely unknown or
+    /// expired), revoke the tokens that redemption issued (RFC 6749 §4.1.2, RFC 9700 §4.14).
+    async fn revoke_replayed_code(&self, id: &str) -> Result<(), Status> {
+        let tombstone = match self.flow.get_tombstone(&format!("code:{id}")).await {
+            Ok(t) => t,
+            Err(StorageError::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(issued) = serde_json::from_str::<Issued>(&tombstone.data) else {
+            tracing::error!("unreadable code tombstone");
+            return Ok(());
+        };
+        tracing::warn!("authorization code replayed: revoking the tokens it issued");
+        self.revoke_jtis(&issued.jtis, issued.expiry).await?;
+        if !issued.refresh_id.is_empty() {
+            match self.durable.get_refresh(&issued.refresh_id).await {
+                Ok(token) => self.revoke_refresh(&token).await?,
+                Err(StorageError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 }

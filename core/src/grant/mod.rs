@@ -9,7 +9,11 @@
 //! previous secret within `reuseInterval` receives the same successor (no forked chains), while
 //! a rotated secret replayed after the interval revokes the whole token (RFC 9700 §4.14.2).
 
+mod client_credentials;
 mod code;
+pub(crate) mod device;
+mod introspect;
+mod password;
 mod refresh;
 
 use oxidex_proto::oxidex::v1 as pb;
@@ -17,9 +21,12 @@ use subtle::ConstantTimeEq as _;
 use tonic::Status;
 
 use crate::flow::Provider;
-use crate::storage::{Claims, Client, StorageError};
+use crate::storage::{Claims, Client, StorageError, Tombstone};
 use crate::token::claims::{ClaimsInput, access_token_claims, id_token_claims, new_jti};
 use crate::token::scopes::Scopes;
+
+/// The device-code grant type of RFC 8628.
+pub(crate) const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// An OAuth error value.
 pub(crate) fn oauth_error(error: &str, description: &str, status: i32) -> pb::OAuthError {
@@ -35,7 +42,7 @@ pub(crate) fn invalid_grant(description: &str) -> pb::OAuthError {
     oauth_error("invalid_grant", description, 400)
 }
 
-fn invalid_client(auth: &pb::ClientAuth) -> pb::OAuthError {
+pub(crate) fn invalid_client(auth: &pb::ClientAuth) -> pb::OAuthError {
     let mut e = oauth_error("invalid_client", "Client authentication failed.", 401);
     if auth.method == "client_secret_basic" {
         e.www_authenticate = "Basic realm=\"oxidex\"".into();
@@ -46,8 +53,43 @@ fn invalid_client(auth: &pb::ClientAuth) -> pb::OAuthError {
 /// Tokens minted for one grant.
 pub(crate) struct Minted {
     pub access_token: String,
+    /// Empty when no ID token was asked for (`client_credentials` without `openid`).
     pub id_token: String,
     pub expires_in: i64,
+    /// The `jti` of the access token and of the ID token (both are bearer tokens at userinfo).
+    pub jtis: Vec<String>,
+    /// When both expire.
+    pub expiry: chrono::DateTime<chrono::Utc>,
+}
+
+impl Minted {
+    /// The token response for these tokens (and a refresh token, possibly empty).
+    pub(crate) fn response(self, refresh_token: String) -> pb::TokenResponse {
+        pb::TokenResponse {
+            access_token: self.access_token,
+            token_type: "bearer".into(),
+            expires_in: self.expires_in,
+            refresh_token,
+            id_token: self.id_token,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a token is minted for.
+pub(crate) struct Grant<'a> {
+    pub client_id: &'a str,
+    pub scopes: &'a Scopes,
+    pub claims: &'a Claims,
+    pub connector_id: &'a str,
+    pub nonce: &'a str,
+    /// The authorization code issued alongside (hybrid flow), for `c_hash`.
+    pub code: Option<&'a str>,
+    /// Whether to sign an access token (false only for `code id_token` at the authorization
+    /// endpoint).
+    pub access_token: bool,
+    /// Whether to sign an ID token.
+    pub id_token: bool,
 }
 
 impl Provider {
@@ -73,6 +115,10 @@ impl Provider {
             return Ok(Err(oauth_error("unsupported_grant_type", "This grant type is not enabled.", 400)));
         }
         let auth = req.client.clone().unwrap_or_default();
+        if req.grant_type == GRANT_DEVICE_CODE {
+            // The device code identifies the request; the client authenticated when it asked for it.
+            return self.device_code_grant(&auth, &req.params).await;
+        }
         let client = match self.authenticate(&auth).await? {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -81,6 +127,8 @@ impl Provider {
         match req.grant_type.as_str() {
             "authorization_code" => self.authorization_code_grant(&client, &req.params).await,
             "refresh_token" => self.refresh_token_grant(&client, &req.params).await,
+            "password" => self.password_grant(&client, &req.params, &req.client_ip).await,
+            "client_credentials" => self.client_credentials_grant(&client, &req.params).await,
             _ => Ok(Err(oauth_error("unsupported_grant_type", "This grant type is not supported yet.", 400))),
         }
     }
@@ -100,6 +148,11 @@ impl Provider {
             Err(e) => return Err(e.into()),
         };
         if client.public {
+            // A public client has no secret; one that presents a secret is not who it claims.
+            if !auth.client_secret.is_empty() {
+                tracing::info!(client_id = %client.id, "a public client presented a secret");
+                return Ok(Err(invalid_client(auth)));
+            }
             return Ok(Ok(client));
         }
         let ok = !client.secret.is_empty()
@@ -121,6 +174,21 @@ impl Provider {
         connector_id: &str,
         nonce: &str,
     ) -> Result<Minted, Status> {
+        let grant = Grant {
+            client_id,
+            scopes,
+            claims,
+            connector_id,
+            nonce,
+            code: None,
+            access_token: true,
+            id_token: true,
+        };
+        self.mint_grant(&grant)
+    }
+
+    /// Signs the access token and (when asked for) the ID token of a grant.
+    pub(crate) fn mint_grant(&self, grant: &Grant<'_>) -> Result<Minted, Status> {
         let snapshot = self.keys.snapshot().map_err(|e| {
             tracing::error!(error = %e, "no signing key");
             Status::unavailable("signing keys are not loaded yet; retry shortly")
@@ -130,11 +198,11 @@ impl Provider {
         let jti = new_jti();
         let input = ClaimsInput {
             issuer: &self.issuer,
-            client_id,
-            scopes,
-            claims,
-            connector_id,
-            nonce,
+            client_id: grant.client_id,
+            scopes: grant.scopes,
+            claims: grant.claims,
+            connector_id: grant.connector_id,
+            nonce: grant.nonce,
             issued_at: now,
             expiry,
             access_token: None,
@@ -148,43 +216,85 @@ impl Provider {
             tracing::error!(error = %e, "signing failed");
             Status::internal("signing failed")
         };
-        let access_token =
-            snapshot.signer.sign(&access_token_claims(&input, &crate::clock::new_id())).map_err(sign_err)?;
-        let id_jti = new_jti();
-        let id_input = ClaimsInput { access_token: Some(&access_token), jti: &id_jti, ..input };
-        let id_token = snapshot.signer.sign(&id_token_claims(&id_input)).map_err(sign_err)?;
-        Ok(Minted { access_token, id_token, expires_in: (expiry - now).num_seconds() })
+        let mut jtis = Vec::with_capacity(2);
+        let access_token = if grant.access_token {
+            jtis.push(jti.clone());
+            snapshot.signer.sign(&access_token_claims(&input, &crate::clock::new_id())).map_err(sign_err)?
+        } else {
+            String::new()
+        };
+        let id_token = if grant.id_token {
+            let id_jti = new_jti();
+            let at = Some(access_token.as_str()).filter(|t| !t.is_empty());
+            let id_input = ClaimsInput { access_token: at, code: grant.code, jti: &id_jti, ..input };
+            let token = snapshot.signer.sign(&id_token_claims(&id_input)).map_err(sign_err)?;
+            jtis.push(id_jti);
+            token
+        } else {
+            String::new()
+        };
+        Ok(Minted { access_token, id_token, expires_in: (expiry - now).num_seconds(), jtis, expiry })
+    }
+
+    /// Marks access and ID tokens as revoked until they expire: userinfo and introspection refuse
+    /// them from then on.
+    pub(crate) async fn revoke_jtis(
+        &self,
+        jtis: &[String],
+        expiry: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Status> {
+        for jti in jtis {
+            let tombstone = Tombstone { id: format!("jti:{jti}"), data: String::new(), expiry };
+            match self.flow.create_tombstone(tombstone).await {
+                Ok(()) | Err(StorageError::AlreadyExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies a bearer token (signature, issuer, expiry) and that it was not revoked; returns
+    /// its claims, or `None` for any token that is not (or no longer) valid.
+    pub(crate) async fn verify_bearer(&self, token: &str) -> Result<Option<serde_json::Value>, Status> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let snapshot =
+            self.keys.snapshot().map_err(|_| Status::unavailable("signing keys are not loaded yet"))?;
+        let claims = match crate::token::verify::verify_token(
+            token,
+            &snapshot.jwks,
+            &self.issuer,
+            self.now().timestamp(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "invalid bearer token");
+                return Ok(None);
+            }
+        };
+        if let Some(jti) = claims.get("jti").and_then(serde_json::Value::as_str) {
+            match self.flow.get_tombstone(&format!("jti:{jti}")).await {
+                Ok(_) => return Ok(None),
+                Err(StorageError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Some(claims))
     }
 
     /// `/userinfo`: the verified access token's claims (Dex echoes the JWT's claims).
     pub async fn userinfo(&self, req: pb::UserinfoRequest) -> Result<pb::UserinfoResult, Status> {
-        let invalid = || pb::UserinfoResult {
-            result: Some(pb::userinfo_result::Result::Error(pb::OAuthError {
+        let result = match self.verify_bearer(&req.access_token).await? {
+            Some(claims) => pb::userinfo_result::Result::ClaimsJson(claims.to_string()),
+            None => pb::userinfo_result::Result::Error(pb::OAuthError {
                 error: "invalid_token".into(),
                 description: "The access token is invalid or expired.".into(),
                 http_status: 401,
                 www_authenticate: "Bearer error=\"invalid_token\"".into(),
                 ..Default::default()
-            })),
-        };
-        if req.access_token.is_empty() {
-            return Ok(invalid());
-        }
-        let snapshot =
-            self.keys.snapshot().map_err(|_| Status::unavailable("signing keys are not loaded yet"))?;
-        match crate::token::verify::verify_token(
-            &req.access_token,
-            &snapshot.jwks,
-            &self.issuer,
-            self.now().timestamp(),
-        ) {
-            Ok(claims) => Ok(pb::UserinfoResult {
-                result: Some(pb::userinfo_result::Result::ClaimsJson(claims.to_string())),
             }),
-            Err(e) => {
-                tracing::debug!(error = %e, "userinfo with an invalid token");
-                Ok(invalid())
-            }
-        }
+        };
+        Ok(pb::UserinfoResult { result: Some(result) })
     }
 }

@@ -32,6 +32,13 @@ fn within(
 }
 
 impl Provider {
+    /// Whether a refresh token has passed `absoluteLifetime` or `validIfNotUsedFor`.
+    pub(super) fn refresh_expired(&self, token: &RefreshToken) -> bool {
+        let (now, policy) = (self.now(), &self.settings.refresh);
+        policy.absolute_lifetime.is_some_and(|d| !within(token.created_at, now, d))
+            || policy.valid_if_not_used_for.is_some_and(|d| !within(token.last_used, now, d))
+    }
+
     /// Issues a refresh token when the connector can refresh identities and the grant is
     /// enabled; returns the token string, or an empty string when none is issued.
     pub(super) async fn issue_refresh_token(
@@ -101,7 +108,7 @@ impl Provider {
     }
 
     /// Deletes a refresh token and its reference: the whole rotation chain ends.
-    async fn revoke_refresh(&self, token: &RefreshToken) -> Result<(), Status> {
+    pub(super) async fn revoke_refresh(&self, token: &RefreshToken) -> Result<(), Status> {
         match self.durable.delete_refresh(&token.id).await {
             Ok(()) | Err(StorageError::NotFound) => {}
             Err(e) => return Err(e.into()),
@@ -139,9 +146,7 @@ impl Provider {
         }
         let now = self.now();
         let policy = &self.settings.refresh;
-        let expired = policy.absolute_lifetime.is_some_and(|d| !within(token.created_at, now, d))
-            || policy.valid_if_not_used_for.is_some_and(|d| !within(token.last_used, now, d));
-        if expired {
+        if self.refresh_expired(&token) {
             self.revoke_refresh(&token).await?;
             return Ok(Err(invalid_grant("The refresh token has expired.")));
         }

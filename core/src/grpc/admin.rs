@@ -201,6 +201,7 @@ impl Dex for AdminService {
             name: c.name.clone(),
             logo_url: c.logo_url.clone(),
             allowed_connectors: c.allowed_connectors.clone(),
+            client_credentials_groups: Vec::new(),
         };
         match self.storage.create_client(client).await {
             Ok(()) => {

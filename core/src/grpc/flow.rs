@@ -48,9 +48,15 @@ impl pb::flow_server::Flow for FlowService {
     }
     async fn verify_user_code(
         &self,
-        _r: Request<pb::VerifyUserCodeRequest>,
+        r: Request<pb::VerifyUserCodeRequest>,
     ) -> Result<Response<pb::FlowStep>, Status> {
-        Ok(Response::new(crate::flow::device_flow_unavailable()))
+        Ok(Response::new(self.provider.verify_user_code(r.into_inner()).await?))
+    }
+    async fn device_callback(
+        &self,
+        r: Request<pb::DeviceCallbackRequest>,
+    ) -> Result<Response<pb::FlowStep>, Status> {
+        Ok(Response::new(self.provider.device_callback(r.into_inner()).await?))
     }
 }
 
@@ -67,15 +73,6 @@ impl TokenService {
     }
 }
 
-fn not_built(what: &str) -> pb::OAuthError {
-    pb::OAuthError {
-        error: "unsupported_request".into(),
-        description: format!("{what} is not available on this server yet."),
-        http_status: 501,
-        ..Default::default()
-    }
-}
-
 #[tonic::async_trait]
 impl pb::token_server::Token for TokenService {
     async fn token(&self, r: Request<pb::TokenRequest>) -> Result<Response<pb::TokenResult>, Status> {
@@ -83,11 +80,9 @@ impl pb::token_server::Token for TokenService {
     }
     async fn device_authorization(
         &self,
-        _r: Request<pb::DeviceAuthorizationRequest>,
+        r: Request<pb::DeviceAuthorizationRequest>,
     ) -> Result<Response<pb::DeviceAuthorizationResult>, Status> {
-        Ok(Response::new(pb::DeviceAuthorizationResult {
-            result: Some(pb::device_authorization_result::Result::Error(not_built("The device flow"))),
-        }))
+        Ok(Response::new(self.provider.device_authorization(r.into_inner()).await?))
     }
     async fn userinfo(
         &self,
@@ -97,13 +92,11 @@ impl pb::token_server::Token for TokenService {
     }
     async fn introspect(
         &self,
-        _r: Request<pb::IntrospectRequest>,
+        r: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResult>, Status> {
-        Ok(Response::new(pb::IntrospectResult {
-            result: Some(pb::introspect_result::Result::Error(not_built("Token introspection"))),
-        }))
+        Ok(Response::new(self.provider.introspect(r.into_inner()).await?))
     }
-    async fn revoke(&self, _r: Request<pb::RevokeRequest>) -> Result<Response<pb::RevokeResult>, Status> {
-        Ok(Response::new(pb::RevokeResult { error: Some(not_built("Token revocation")) }))
+    async fn revoke(&self, r: Request<pb::RevokeRequest>) -> Result<Response<pb::RevokeResult>, Status> {
+        Ok(Response::new(self.provider.revoke(r.into_inner()).await?))
     }
 }

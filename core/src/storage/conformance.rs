@@ -53,6 +53,7 @@ macro_rules! storage_conformance_cases {
             auth_codes,
             device_requests,
             device_tokens,
+            tombstones,
             failed_updater_changes_nothing,
             concurrent_client_updates,
             concurrent_keys_updates,
@@ -130,6 +131,7 @@ fn client(id: &str) -> Client {
         name: format!("Client {id}"),
         logo_url: format!("https://{id}.example/logo.png"),
         allowed_connectors: vec!["ldap".into()],
+        client_credentials_groups: vec!["machines".into()],
     }
 }
 
@@ -264,6 +266,7 @@ fn device_request(user_code: &str, expiry: DateTime<Utc>) -> DeviceRequest {
 fn device_token(device_code: &str, expiry: DateTime<Utc>) -> DeviceToken {
     DeviceToken {
         device_code: device_code.to_owned(),
+        client_id: "example-app".into(),
         status: "authorization_pending".into(),
         token: String::new(),
         expiry,
@@ -599,6 +602,22 @@ pub async fn device_tokens(s: Storage) {
     assert_not_found(f.update_device_token("missing", &Ok).await, "update missing device token");
 }
 
+/// Tombstones: create, read back, no duplicates.
+pub async fn tombstones(s: Storage) {
+    let f = &s.flow;
+    assert_not_found(f.get_tombstone("code:abc").await, "get missing tombstone");
+    let t = Tombstone { id: "code:abc".into(), data: r#"{"refresh_id":"r1"}"#.into(), expiry: at(120) };
+    f.create_tombstone(t.clone()).await.unwrap();
+    assert_already_exists(
+        f.create_tombstone(Tombstone { data: String::new(), ..t.clone() }).await,
+        "create duplicate tombstone",
+    );
+    assert_eq!(f.get_tombstone("code:abc").await.unwrap(), t);
+    let j = Tombstone { id: "jti:1".into(), data: String::new(), expiry: at(60) };
+    f.create_tombstone(j.clone()).await.unwrap();
+    assert_eq!(f.get_tombstone("jti:1").await.unwrap(), j);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Compare-and-swap
 
@@ -783,7 +802,7 @@ pub async fn auth_code_is_single_use(s: Storage) {
 /// One collection removes every expired flow object (2,000 here) and nothing else: not the
 /// unexpired ones, not one expiring exactly now, and never durable state.
 pub async fn garbage_collection(s: Storage) {
-    const EXPIRED: usize = 500; // per kind: 2,000 in all
+    const EXPIRED: usize = 500; // per kind: 2,500 in all
     const LIVE: usize = 10;
     let (d, f) = (&s.durable, &s.flow);
     let now = at(0);
@@ -798,7 +817,7 @@ pub async fn garbage_collection(s: Storage) {
     };
     let total = EXPIRED + LIVE;
     // `i == total` expires exactly now, which is not before now: it survives.
-    let creates = (0..=total).flat_map(|i| (0..4).map(move |kind| (i, kind))).map(|(i, kind)| {
+    let creates = (0..=total).flat_map(|i| (0..5).map(move |kind| (i, kind))).map(|(i, kind)| {
         let t = if i == total { now } else { expiry(i) };
         create_expiring(f.clone(), kind, i, t)
     });
@@ -810,7 +829,8 @@ pub async fn garbage_collection(s: Storage) {
     d.create_offline_sessions(sessions("jane", "ldap")).await.unwrap();
 
     let n = EXPIRED as u64;
-    let want = GcResult { auth_requests: n, auth_codes: n, device_requests: n, device_tokens: n };
+    let want =
+        GcResult { auth_requests: n, auth_codes: n, device_requests: n, device_tokens: n, tombstones: n };
     assert_eq!(f.garbage_collect(now).await.unwrap(), want);
     assert_eq!(f.garbage_collect(now).await.unwrap(), GcResult::default(), "a second run found more");
 
@@ -819,18 +839,20 @@ pub async fn garbage_collection(s: Storage) {
         assert_not_found(f.get_auth_code(&format!("code-{i}")).await, "expired auth code");
         assert_not_found(f.get_device_request(&format!("UC-{i}")).await, "expired device request");
         assert_not_found(f.get_device_token(&format!("dc-{i}")).await, "expired device token");
+        assert_not_found(f.get_tombstone(&format!("jti:{i}")).await, "expired tombstone");
     }
     for i in EXPIRED..=total {
         f.get_auth_request(&format!("req-{i}")).await.unwrap();
         f.get_auth_code(&format!("code-{i}")).await.unwrap();
         f.get_device_request(&format!("UC-{i}")).await.unwrap();
         f.get_device_token(&format!("dc-{i}")).await.unwrap();
+        f.get_tombstone(&format!("jti:{i}")).await.unwrap();
     }
     d.get_refresh("old").await.unwrap();
     d.get_offline_sessions("jane", "ldap").await.unwrap();
 }
 
-/// Creates flow object number `i` of one `kind` (0 to 3), expiring at `t`.
+/// Creates flow object number `i` of one `kind` (0 to 4), expiring at `t`.
 fn create_expiring(
     f: Arc<dyn FlowStorage>,
     kind: usize,
@@ -842,7 +864,10 @@ fn create_expiring(
             0 => f.create_auth_request(auth_request(&format!("req-{i}"), t)).await,
             1 => f.create_auth_code(auth_code(&format!("code-{i}"), t)).await,
             2 => f.create_device_request(device_request(&format!("UC-{i}"), t)).await,
-            _ => f.create_device_token(device_token(&format!("dc-{i}"), t)).await,
+            3 => f.create_device_token(device_token(&format!("dc-{i}"), t)).await,
+            _ => {
+                f.create_tombstone(Tombstone { id: format!("jti:{i}"), data: String::new(), expiry: t }).await
+            }
         }
     })
 }

@@ -21,6 +21,7 @@ struct State {
     auth_codes: HashMap<String, AuthCode>,
     device_requests: HashMap<String, DeviceRequest>,
     device_tokens: HashMap<String, DeviceToken>,
+    tombstones: HashMap<String, Tombstone>,
 }
 
 /// In-memory storage.
@@ -240,12 +241,20 @@ impl FlowStorage for MemoryStorage {
         self.with(|s| update(&mut s.device_tokens, &device_code.to_owned(), updater))
     }
 
+    async fn create_tombstone(&self, tombstone: Tombstone) -> Result<()> {
+        self.with(|s| create(&mut s.tombstones, tombstone.id.clone(), tombstone))
+    }
+    async fn get_tombstone(&self, id: &str) -> Result<Tombstone> {
+        self.with(|s| get(&s.tombstones, &id.to_owned()))
+    }
+
     async fn garbage_collect(&self, now: DateTime<Utc>) -> Result<GcResult> {
         Ok(self.with(|s| GcResult {
             auth_requests: gc(&mut s.auth_requests, |v| v.expiry, now),
             auth_codes: gc(&mut s.auth_codes, |v| v.expiry, now),
             device_requests: gc(&mut s.device_requests, |v| v.expiry, now),
             device_tokens: gc(&mut s.device_tokens, |v| v.expiry, now),
+            tombstones: gc(&mut s.tombstones, |v| v.expiry, now),
         }))
     }
 

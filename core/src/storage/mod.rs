@@ -181,6 +181,11 @@ pub trait FlowStorage: Send + Sync + Debug {
         updater: Updater<'_, DeviceToken>,
     ) -> Result<DeviceToken>;
 
+    /// Creates a tombstone; `AlreadyExists` when one with its id exists.
+    async fn create_tombstone(&self, tombstone: Tombstone) -> Result<()>;
+    /// Gets a tombstone (expired ones too, until collected).
+    async fn get_tombstone(&self, id: &str) -> Result<Tombstone>;
+
     /// Removes every object whose expiry is before `now`, however many there are.
     async fn garbage_collect(&self, now: DateTime<Utc>) -> Result<GcResult>;
 

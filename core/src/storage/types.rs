@@ -25,6 +25,10 @@ pub struct Client {
     pub logo_url: String,
     /// Connectors this client may use; empty means all.
     pub allowed_connectors: Vec<String>,
+    /// `clientCredentialsClaims.groups`: the `groups` claim of tokens this client obtains with
+    /// the `client_credentials` grant.
+    #[serde(default)]
+    pub client_credentials_groups: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Client {
             .field("name", &self.name)
             .field("logo_url", &self.logo_url)
             .field("allowed_connectors", &self.allowed_connectors)
+            .field("client_credentials_groups", &self.client_credentials_groups)
             .finish()
     }
 }
@@ -354,6 +359,8 @@ pub struct DeviceRequest {
 pub struct DeviceToken {
     /// Hash of the device code.
     pub device_code: String,
+    /// The client that asked for the device code; only it may poll.
+    pub client_id: String,
     /// `authorization_pending` or `complete`.
     pub status: String,
     /// The serialized token response once complete.
@@ -368,6 +375,21 @@ pub struct DeviceToken {
     pub pkce: Pkce,
 }
 
+/// What is left of a consumed or revoked object, kept until that object would have expired
+/// anyway: a redeemed authorization code (so that its replay can revoke what it issued) or a
+/// revoked access token (by `jti`, so that userinfo and introspection refuse it). Keyed by a
+/// kind-prefixed id such as `code:<hash>` or `jti:<uuid>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The kind-prefixed id.
+    pub id: String,
+    /// What the caller needs to act on the tombstone (for a code: the ids of what it issued);
+    /// never a secret.
+    pub data: String,
+    /// When the tombstone may be collected.
+    pub expiry: DateTime<Utc>,
+}
+
 /// How many objects one garbage-collection run removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GcResult {
@@ -379,11 +401,13 @@ pub struct GcResult {
     pub device_requests: u64,
     /// Expired device tokens.
     pub device_tokens: u64,
+    /// Expired tombstones.
+    pub tombstones: u64,
 }
 
 impl GcResult {
     /// The total number of objects removed.
     pub fn total(&self) -> u64 {
-        self.auth_requests + self.auth_codes + self.device_requests + self.device_tokens
+        self.auth_requests + self.auth_codes + self.device_requests + self.device_tokens + self.tombstones
     }
 }

@@ -325,18 +325,25 @@ impl<D: Dialect> FlowStorage for SqlStorage<D> {
         self.update(vec![text(device_code)], updater).await
     }
 
+    async fn create_tombstone(&self, tombstone: Tombstone) -> Result<()> {
+        self.insert(tombstone).await
+    }
+    async fn get_tombstone(&self, id: &str) -> Result<Tombstone> {
+        self.get(vec![text(id)]).await
+    }
+
     async fn garbage_collect(&self, now: DateTime<Utc>) -> Result<GcResult> {
         // One transaction, one unbounded DELETE per table: every expired row goes, however many.
         retry(|| async {
             let mut tx = self.write.begin_with(D::BEGIN_WRITE).await?;
-            let mut counts = [0u64; 4];
+            let mut counts = [0u64; 5];
             for (count, table) in counts.iter_mut().zip(GC_TABLES) {
                 let sql = format!("DELETE FROM {table} WHERE expiry < $1");
                 *count = D::execute(&mut tx, &sql, vec![now.into()]).await?;
             }
             tx.commit().await?;
-            let [auth_requests, auth_codes, device_requests, device_tokens] = counts;
-            Ok(GcResult { auth_requests, auth_codes, device_requests, device_tokens })
+            let [auth_requests, auth_codes, device_requests, device_tokens, tombstones] = counts;
+            Ok(GcResult { auth_requests, auth_codes, device_requests, device_tokens, tombstones })
         })
         .await
     }
@@ -347,9 +354,10 @@ impl<D: Dialect> FlowStorage for SqlStorage<D> {
 }
 
 /// The tables of expiring flow state, in [`GcResult`] field order.
-const GC_TABLES: [&str; 4] = [
+const GC_TABLES: [&str; 5] = [
     <AuthRequest as Record>::TABLE,
     <AuthCode as Record>::TABLE,
     <DeviceRequest as Record>::TABLE,
     <DeviceToken as Record>::TABLE,
+    <Tombstone as Record>::TABLE,
 ];

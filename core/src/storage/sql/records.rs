@@ -15,7 +15,7 @@ use super::dialect::{Dialect, Val};
 use super::error::{corrupt, db_error};
 use crate::storage::{
     AuthCode, AuthRequest, Claims, Client, Connector, DeviceRequest, DeviceToken, Keys, OfflineSessions,
-    Password, Pkce, RefreshToken, Result, StorageError,
+    Password, Pkce, RefreshToken, Result, StorageError, Tombstone,
 };
 
 /// The key of the single row of the `keys` table.
@@ -188,6 +188,7 @@ impl Record for Client {
         "name",
         "logo_url",
         "allowed_connectors",
+        "client_credentials_groups",
     ];
     const KEY_LEN: usize = 1;
 
@@ -201,6 +202,7 @@ impl Record for Client {
             self.name.into(),
             self.logo_url.into(),
             json(&self.allowed_connectors)?,
+            json(&self.client_credentials_groups)?,
         ])
     }
     fn decode<D: Dialect>(c: &mut Cols<'_, D>) -> Result<Self> {
@@ -213,6 +215,7 @@ impl Record for Client {
             name: c.text()?,
             logo_url: c.text()?,
             allowed_connectors: c.json()?,
+            client_credentials_groups: c.json()?,
         })
     }
 }
@@ -511,6 +514,7 @@ impl Record for DeviceToken {
     const TABLE: &'static str = "device_tokens";
     const COLUMNS: &'static [&'static str] = &[
         "device_code",
+        "client_id",
         "status",
         "token",
         "expiry",
@@ -524,6 +528,7 @@ impl Record for DeviceToken {
     fn into_values(self) -> Result<Vec<Val>> {
         Ok(vec![
             self.device_code.into(),
+            self.client_id.into(),
             self.status.into(),
             self.token.into(),
             self.expiry.into(),
@@ -536,6 +541,7 @@ impl Record for DeviceToken {
     fn decode<D: Dialect>(c: &mut Cols<'_, D>) -> Result<Self> {
         Ok(Self {
             device_code: c.text()?,
+            client_id: c.text()?,
             status: c.text()?,
             token: c.text()?,
             expiry: c.time()?,
@@ -543,6 +549,19 @@ impl Record for DeviceToken {
             poll_interval_seconds: c.int32()?,
             pkce: c.pkce()?,
         })
+    }
+}
+
+impl Record for Tombstone {
+    const TABLE: &'static str = "tombstones";
+    const COLUMNS: &'static [&'static str] = &["id", "data", "expiry"];
+    const KEY_LEN: usize = 1;
+
+    fn into_values(self) -> Result<Vec<Val>> {
+        Ok(vec![self.id.into(), self.data.into(), self.expiry.into()])
+    }
+    fn decode<D: Dialect>(c: &mut Cols<'_, D>) -> Result<Self> {
+        Ok(Self { id: c.text()?, data: c.text()?, expiry: c.time()? })
     }
 }
 
@@ -593,5 +612,6 @@ mod tests {
         check::<AuthCode>();
         check::<DeviceRequest>();
         check::<DeviceToken>();
+        check::<Tombstone>();
     }
 }
