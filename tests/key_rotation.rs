@@ -10,53 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::postgres::{fresh_database, url_or_skip};
 use common::{Ports, Server};
-use oxidex_core::storage::{PostgresConfig, Storage, StorageConfig};
-
-struct Db {
-    admin_url: String,
-    name: String,
-    cfg: PostgresConfig,
-}
-
-async fn fresh_database(url: &str) -> Db {
-    use sqlx::Connection as _;
-    let parsed = url::Url::parse(url).expect("OXIDEX_TEST_POSTGRES_URL is a URL");
-    let name = format!("oxidex_rotation_{}", oxidex_core::clock::new_id());
-    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to OXIDEX_TEST_POSTGRES_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-    let cfg = PostgresConfig {
-        host: parsed.host_str().unwrap_or("127.0.0.1").to_owned(),
-        port: parsed.port().unwrap_or(5432),
-        database: name.clone(),
-        user: if parsed.username().is_empty() { "postgres".into() } else { parsed.username().to_owned() },
-        password: parsed.password().unwrap_or_default().to_owned(),
-        ssl_mode: "disable".into(),
-        ..Default::default()
-    };
-    Db { admin_url: url.to_owned(), name, cfg }
-}
-
-impl Db {
-    fn storage_yaml(&self) -> String {
-        format!(
-            "  type: postgres\n  config:\n    host: {}\n    port: {}\n    database: {}\n    user: {}\n    password: '{}'\n    ssl:\n      mode: disable",
-            self.cfg.host, self.cfg.port, self.cfg.database, self.cfg.user, self.cfg.password
-        )
-    }
-
-    async fn drop(self) {
-        use sqlx::Connection as _;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    }
-}
+use oxidex_core::storage::{Storage, StorageConfig};
 
 async fn jwks_kids(http: &reqwest::Client, issuer: &str) -> Result<BTreeSet<String>, String> {
     let r = http.get(format!("{issuer}/keys")).send().await.map_err(|e| e.to_string())?;
@@ -74,13 +30,8 @@ async fn jwks_kids(http: &reqwest::Client, issuer: &str) -> Result<BTreeSet<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_rotate_keys_once_per_period_and_publish_before_signing() {
-    let Ok(url) = std::env::var("OXIDEX_TEST_POSTGRES_URL") else {
-        eprintln!(
-            "SKIPPED: set OXIDEX_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the three-replica rotation test"
-        );
-        return;
-    };
-    let db = fresh_database(&url).await;
+    let Some(url) = url_or_skip("the three-replica rotation test") else { return };
+    let db = fresh_database(&url, "rotation").await;
     let period = Duration::from_secs(1);
     let refresh = Duration::from_millis(100); // RotationSettings::refresh_interval for a 1 s period
     let storage_yaml = db.storage_yaml();

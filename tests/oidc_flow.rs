@@ -2,22 +2,23 @@
 //! library (the `openidconnect` crate): discovery, authorization with PKCE (S256) and nonce,
 //! login through the password connector, consent, code exchange, ID-token validation
 //! (signature, nonce, at_hash), userinfo and refresh. The browser is a cookie-keeping HTTP
-//! client that follows the flow's redirects by hand.
+//! client that follows the flow's redirects by hand. The same flow runs on SQLite and on Postgres
+//! (when `OXIDEX_TEST_POSTGRES_URL` is set; otherwise the Postgres test says that it skipped).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{PASSWORD_HASH, Ports, Server, config, sqlite_storage};
+use common::Server;
+use common::browser::{Browser, absolute, form};
+use common::rp::{
+    Backend, CLIENT_ID, CLIENT_NAME, CLIENT_SECRET, DEX_SUB, EMAIL, PASSWORD, REDIRECT, with_server,
+};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
-
-/// Dex's `sub` for user id 08a8684b-... of connector `local` (as Dex-issued tokens carry it).
-const DEX_SUB: &str = "CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs";
-const REDIRECT: &str = "http://127.0.0.1:5555/callback";
 
 #[derive(Debug)]
 struct HttpError(String);
@@ -45,49 +46,18 @@ async fn rp_http(request: openidconnect::HttpRequest) -> Result<openidconnect::H
     builder.body(bytes.to_vec()).map_err(|e| HttpError(e.to_string()))
 }
 
-fn static_setup() -> String {
-    format!(
-        "staticClients:\n- id: rp\n  name: Relying Party\n  secret: rp-secret\n  redirectURIs: ['{REDIRECT}']\n\
-         enablePasswordDB: true\n\
-         staticPasswords:\n- email: admin@example.com\n  hash: \"{PASSWORD_HASH}\"\n  username: admin\n  userID: 08a8684b-db88-4b73-90a9-3cd1661f5466\n"
-    )
-}
-
-/// The hidden inputs and action of the first form of a page.
-fn form(html: &str) -> (String, Vec<(String, String)>) {
-    let action = html
-        .split("action=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_else(|| panic!("no form in page:\n{html}"))
-        .replace("&amp;", "&");
-    let mut fields = Vec::new();
-    for input in html.split("<input").skip(1) {
-        let attr = |name: &str| {
-            input
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(|s| s.replace("&amp;", "&"))
-        };
-        if attr("type").as_deref() == Some("hidden")
-            && let (Some(n), Some(v)) = (attr("name"), attr("value"))
-        {
-            fields.push((n, v));
-        }
-    }
-    (action, fields)
-}
-
-fn absolute(base: &str, location: &str) -> String {
-    if location.starts_with("http") { location.to_owned() } else { format!("{base}{location}") }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_code_flow_with_pkce_userinfo_and_refresh_on_sqlite() {
+    with_server(Backend::Sqlite, "the OIDC flow test on SQLite", flow).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
-    let server =
-        Server::start(Ports::new(), |dir, ports| config(ports, &sqlite_storage(dir), &static_setup()));
+async fn authorization_code_flow_with_pkce_userinfo_and_refresh_on_postgres() {
+    with_server(Backend::Postgres, "the OIDC flow test on Postgres", flow).await;
+}
 
+/// The whole flow against `server`, asserting every step a relying party and a browser see.
+async fn flow(server: Server) {
     // Discovery through the library.
     let metadata =
         CoreProviderMetadata::discover_async(IssuerUrl::new(server.issuer.clone()).unwrap(), &rp_http)
@@ -95,8 +65,8 @@ async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
             .expect("discovery");
     let client = CoreClient::from_provider_metadata(
         metadata,
-        ClientId::new("rp".into()),
-        Some(ClientSecret::new("rp-secret".into())),
+        ClientId::new(CLIENT_ID.into()),
+        Some(ClientSecret::new(CLIENT_SECRET.into())),
     )
     .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -109,11 +79,7 @@ async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
         .url();
 
     // The browser: cookies kept, redirects followed by hand.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = Browser::new(&server.issuer).http;
     let r = browser.get(auth_url.as_str()).send().await.unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     let login_url = absolute(&server.web, r.headers()["location"].to_str().unwrap());
@@ -125,32 +91,28 @@ async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
 
     // A wrong password shows the form again with an error.
     let mut wrong = fields.clone();
-    wrong.push(("login".into(), "admin@example.com".into()));
+    wrong.push(("login".into(), EMAIL.into()));
     wrong.push(("password".into(), "wrong".into()));
     let r = browser.post(absolute(&server.web, &action)).form(&wrong).send().await.unwrap();
     assert_ne!(r.status(), 303);
     assert!(r.text().await.unwrap().to_lowercase().contains("invalid"), "wrong password not reported");
 
-    fields.push(("login".into(), "admin@example.com".into()));
-    fields.push(("password".into(), "password".into()));
+    fields.push(("login".into(), EMAIL.into()));
+    fields.push(("password".into(), PASSWORD.into()));
     let r = browser.post(absolute(&server.web, &action)).form(&fields).send().await.unwrap();
     assert!(matches!(r.status().as_u16(), 302 | 303), "login answered {}", r.status());
     let approval_url = absolute(&server.web, r.headers()["location"].to_str().unwrap());
     assert!(approval_url.contains("/approval?"), "{approval_url}");
 
     // Another browser cannot use the approval URL.
-    let attacker = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let attacker = Browser::new(&server.issuer).http;
     let stolen = attacker.get(&approval_url).send().await.unwrap();
     assert!(stolen.status().is_client_error(), "approval served to another browser: {}", stolen.status());
 
     let page = browser.get(&approval_url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Relying Party"), "{html}");
+    assert!(html.contains(CLIENT_NAME), "{html}");
     let (action, mut fields) = form(&html);
     fields.push(("approval".into(), "approve".into()));
     let r = browser.post(absolute(&server.web, &action)).form(&fields).send().await.unwrap();
@@ -174,7 +136,7 @@ async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
     let id_verifier = client.id_token_verifier();
     let claims = id_token.claims(&id_verifier, &nonce).expect("a valid ID token");
     assert_eq!(claims.subject().as_str(), DEX_SUB, "the same sub as Dex computes");
-    assert_eq!(claims.email().map(|e| e.as_str()), Some("admin@example.com"));
+    assert_eq!(claims.email().map(|e| e.as_str()), Some(EMAIL));
     let expected_hash = claims.access_token_hash().expect("at_hash");
     let actual = AccessTokenHash::from_token(
         tokens.access_token(),
@@ -183,15 +145,6 @@ async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
     )
     .unwrap();
     assert_eq!(*expected_hash, actual);
-
-    // The code is single use.
-    let again = client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(openidconnect::PkceCodeVerifier::new("x".repeat(43)))
-        .request_async(&rp_http)
-        .await;
-    assert!(again.is_err(), "a code was redeemed twice");
 
     // Userinfo.
     let info: CoreUserInfoClaims = client
@@ -218,4 +171,16 @@ async fn authorization_code_flow_with_pkce_userinfo_and_refresh() {
         .request_async(&rp_http)
         .await;
     assert!(after_replay.is_err(), "replaying a rotated token must revoke the whole chain");
+
+    // The code is single use, and its replay revokes what its first redemption issued.
+    let again = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(openidconnect::PkceCodeVerifier::new("x".repeat(43)))
+        .request_async(&rp_http)
+        .await;
+    assert!(again.is_err(), "a code was redeemed twice");
+    let revoked: Result<CoreUserInfoClaims, _> =
+        client.user_info(tokens.access_token().clone(), None).unwrap().request_async(&rp_http).await;
+    assert!(revoked.is_err(), "the access token of a replayed code still works at userinfo");
 }

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod postgres;
+pub mod rp;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
