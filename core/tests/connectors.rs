@@ -142,11 +142,11 @@ async fn mock_callback_redirects_straight_back_with_the_state() {
     let mock = set.get("mock").await.unwrap();
     assert!(mock.password().is_none());
     let cb = mock.callback().unwrap();
-    let url = cb.login_url(&scopes(), "http://127.0.0.1:5556/dex/callback", "req-123").await.unwrap();
-    assert_eq!(url, "http://127.0.0.1:5556/dex/callback?state=req-123");
+    let login = cb.login_url(&scopes(), "http://127.0.0.1:5556/dex/callback", "req-123").await.unwrap();
+    assert_eq!(login.url, "http://127.0.0.1:5556/dex/callback?state=req-123");
 
     let params: CallbackParams = [("state", "req-123")].into_iter().collect();
-    let id = cb.handle_callback(&scopes(), &params).await.unwrap();
+    let id = cb.handle_callback(&scopes(), &params, &login.state_data).await.unwrap();
     assert_eq!(id.user_id, "0-385-28089-0");
     assert_eq!(id.username, "Kilgore Trout");
     assert_eq!(id.email, "kilgore@kilgore.trout");

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::config::ConnectorConfig;
 use super::{
-    CallbackConnector, CallbackParams, ConnectorError, ConnectorImpl, ConnectorScopes, Identity, OpenContext,
-    RefreshConnector,
+    CallbackConnector, CallbackParams, ConnectorError, ConnectorImpl, ConnectorScopes, Identity,
+    LoginRedirect, OpenContext, RefreshConnector,
 };
 
 /// `mockCallback` has no settings (unknown keys are ignored with a warning).
@@ -64,7 +64,7 @@ impl CallbackConnector for MockCallbackConnector {
         _scopes: &ConnectorScopes,
         callback_url: &str,
         state: &str,
-    ) -> Result<String, ConnectorError> {
+    ) -> Result<LoginRedirect, ConnectorError> {
         let mut url = url::Url::parse(callback_url)
             .map_err(|e| ConnectorError::Internal(format!("the callback URL is not a URL: {e}")))?;
         // Like Go's `Values.Set`: `state` replaces any `state` already present.
@@ -74,13 +74,14 @@ impl CallbackConnector for MockCallbackConnector {
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         url.query_pairs_mut().clear().extend_pairs(kept).append_pair("state", state);
-        Ok(url.into())
+        Ok(LoginRedirect::to(url))
     }
 
     async fn handle_callback(
         &self,
         _scopes: &ConnectorScopes,
         _params: &CallbackParams,
+        _state_data: &[u8],
     ) -> Result<Identity, ConnectorError> {
         Ok(self.identity.clone())
     }
@@ -114,10 +115,11 @@ mod tests {
     async fn login_url_is_the_callback_with_state_set() {
         let c = MockCallbackConnector::new();
         let s = ConnectorScopes::default();
-        let url = c.login_url(&s, "https://idp.example/dex/callback", "st 1").await.unwrap();
-        assert_eq!(url, "https://idp.example/dex/callback?state=st+1");
-        let url = c.login_url(&s, "https://idp.example/cb?a=1&state=old", "new").await.unwrap();
-        assert_eq!(url, "https://idp.example/cb?a=1&state=new");
+        let r = c.login_url(&s, "https://idp.example/dex/callback", "st 1").await.unwrap();
+        assert_eq!(r.url, "https://idp.example/dex/callback?state=st+1");
+        assert!(r.state_data.is_empty());
+        let r = c.login_url(&s, "https://idp.example/cb?a=1&state=old", "new").await.unwrap();
+        assert_eq!(r.url, "https://idp.example/cb?a=1&state=new");
         assert!(matches!(c.login_url(&s, "not a url", "x").await, Err(ConnectorError::Internal(_))));
     }
 
@@ -125,7 +127,7 @@ mod tests {
     async fn callback_and_refresh_give_kilgore_trout() {
         let c = MockCallbackConnector::new();
         let s = ConnectorScopes::default();
-        let id = c.handle_callback(&s, &CallbackParams::new()).await.unwrap();
+        let id = c.handle_callback(&s, &CallbackParams::new(), &[]).await.unwrap();
         assert_eq!(id, kilgore_trout());
         assert_eq!(c.refresh(&s, Identity::default()).await.unwrap(), kilgore_trout());
     }

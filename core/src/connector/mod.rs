@@ -8,7 +8,9 @@
 //!   Oxidex's callback with query parameters the connector turns into an identity (OIDC, GitHub,
 //!   ...). The connector never sees an HTTP request: the gateway hands it a [`CallbackParams`];
 //! - [`RefreshConnector`]: on a refresh-token grant the connector checks that the user still
-//!   exists upstream and returns fresh claims, or refuses with [`ConnectorError::Refused`].
+//!   exists upstream and returns fresh claims, or refuses with [`ConnectorError::Refused`];
+//! - [`TokenIdentityConnector`]: the connector verifies a token its upstream issued and returns
+//!   the identity it proves (RFC 8693 token exchange).
 //!
 //! A connector type implements [`ConnectorImpl`], which says which capabilities it has. The
 //! registry ([`open`]) maps a stored [`storage::Connector`]'s `type` to a factory that parses
@@ -266,24 +268,69 @@ pub trait PasswordConnector: Send + Sync {
     ) -> Result<Option<Identity>, ConnectorError>;
 }
 
+/// Where to send the browser to log in upstream, and what the connector needs to remember until
+/// the browser comes back (a PKCE verifier, a nonce). The flow keeps `state_data` on the pending
+/// authorization request, bound to the browser, and hands it back to
+/// [`CallbackConnector::handle_callback`]; it never reaches the browser.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct LoginRedirect {
+    /// The upstream's authorization URL (or, for the mock, the callback itself).
+    pub url: String,
+    /// Opaque per-login state; empty when the connector needs none. Never logged.
+    pub state_data: Vec<u8>,
+}
+
+impl LoginRedirect {
+    /// A redirect that needs no per-login state.
+    pub fn to(url: impl Into<String>) -> Self {
+        Self { url: url.into(), state_data: Vec::new() }
+    }
+}
+
+impl fmt::Debug for LoginRedirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRedirect")
+            .field("url", &self.url)
+            .field("state_data", &format_args!("<{} bytes>", self.state_data.len()))
+            .finish()
+    }
+}
+
 /// A connector that sends the browser to the upstream and gets it back on the callback.
 #[async_trait]
 pub trait CallbackConnector: Send + Sync {
-    /// The URL to redirect the browser to. `callback_url` is Oxidex's callback and `state` the
-    /// value the upstream must return with it.
+    /// Where to redirect the browser. `callback_url` is Oxidex's callback and `state` the value
+    /// the upstream must return with it (the flow matches it to the pending request).
     async fn login_url(
         &self,
         scopes: &ConnectorScopes,
         callback_url: &str,
         state: &str,
-    ) -> Result<String, ConnectorError>;
+    ) -> Result<LoginRedirect, ConnectorError>;
 
     /// Turns the callback's query parameters into an identity. The caller has already matched
-    /// `state` against the pending request.
+    /// `state` against the pending request; `state_data` is what [`Self::login_url`] returned
+    /// for this login.
     async fn handle_callback(
         &self,
         scopes: &ConnectorScopes,
         params: &CallbackParams,
+        state_data: &[u8],
+    ) -> Result<Identity, ConnectorError>;
+}
+
+/// A connector that can verify a token its upstream issued (RFC 8693 token exchange): the
+/// identity the token proves, or an error when it is not valid.
+#[async_trait]
+pub trait TokenIdentityConnector: Send + Sync {
+    /// Verifies `subject_token` of `subject_token_type` (an RFC 8693 token type URN such as
+    /// `urn:ietf:params:oauth:token-type:id_token`) and returns the identity it proves.
+    /// [`ConnectorError::Refused`] means the token is not acceptable (the client's mistake).
+    async fn token_identity(
+        &self,
+        scopes: &ConnectorScopes,
+        subject_token_type: &str,
+        subject_token: &str,
     ) -> Result<Identity, ConnectorError>;
 }
 
@@ -309,6 +356,10 @@ pub trait ConnectorImpl: Send + Sync + fmt::Debug {
     }
     /// The refresh capability, if any.
     fn as_refresh(&self) -> Option<&dyn RefreshConnector> {
+        None
+    }
+    /// The token-identity capability (token exchange), if any.
+    fn as_token_identity(&self) -> Option<&dyn TokenIdentityConnector> {
         None
     }
 }
@@ -389,6 +440,10 @@ impl OpenConnector {
     /// The refresh capability, if the connector has it.
     pub fn refresh(&self) -> Option<&dyn RefreshConnector> {
         self.inner.as_refresh()
+    }
+    /// The token-identity capability, if the connector has it.
+    pub fn token_identity(&self) -> Option<&dyn TokenIdentityConnector> {
+        self.inner.as_token_identity()
     }
 }
 

@@ -287,27 +287,35 @@ impl Provider {
                 "This login method cannot be used for this kind of sign-in.",
             ));
         }
-        let id = request.id.clone();
-        let chosen = connector_id.to_owned();
-        self.flow
-            .update_auth_request(&id, &|mut r: AuthRequest| {
-                r.connector_id.clone_from(&chosen);
-                Ok(r)
-            })
-            .await?;
-        if connector.password().is_some() {
-            let url = format!("{}?req={}", self.url(&format!("/auth/{connector_id}/login")), request.id);
-            return Ok(redirect(url));
-        }
-        if let Some(callback) = connector.callback() {
+        // A password connector shows Oxidex's form; a callback connector sends the browser
+        // upstream, and what it must remember until the browser returns (a PKCE verifier, a
+        // nonce) stays with the pending request, bound to this browser. The identity's connector
+        // data replaces it once the login succeeds.
+        let (next, state_data) = if connector.password().is_some() {
+            (format!("{}?req={}", self.url(&format!("/auth/{connector_id}/login")), request.id), Vec::new())
+        } else if let Some(callback) = connector.callback() {
             let scopes = ConnectorScopes::from_scopes(&request.scopes);
-            let url = callback
+            let login = callback
                 .login_url(&scopes, &self.url("/callback"), &request.id)
                 .await
                 .map_err(connector_status)?;
-            return Ok(redirect(url));
-        }
-        Ok(error_page(500, "Login method unavailable", "This login method cannot be used in a browser."))
+            (login.url, login.state_data)
+        } else {
+            return Ok(error_page(
+                500,
+                "Login method unavailable",
+                "This login method cannot be used in a browser.",
+            ));
+        };
+        let chosen = connector_id.to_owned();
+        self.flow
+            .update_auth_request(&request.id, &|mut r: AuthRequest| {
+                r.connector_id.clone_from(&chosen);
+                r.connector_data.clone_from(&state_data);
+                Ok(r)
+            })
+            .await?;
+        Ok(redirect(next))
     }
 
     /// `/auth/{connector}`: the user picked a connector (or the password form is shown again).
@@ -415,7 +423,7 @@ impl Provider {
             params.insert(k.clone(), v.clone());
         }
         let scopes = ConnectorScopes::from_scopes(&request.scopes);
-        match callback.handle_callback(&scopes, &params).await {
+        match callback.handle_callback(&scopes, &params, &request.connector_data).await {
             Ok(identity) => {
                 tracing::info!(connector_id = %connector.id(), client_id = %request.client_id, "login successful");
                 self.finish_login(request, identity).await
