@@ -101,6 +101,21 @@ fn redirect_uri_allowed(client: &Client, uri: &str) -> bool {
 }
 
 impl Provider {
+    /// Where the browser goes when the flow leaves this provider (see
+    /// `PasswordForm.redirect_origin`): the redirect URI's origin, or its scheme for a custom
+    /// scheme; empty for out-of-band and device requests, which end here.
+    fn redirect_origin(&self, request: &AuthRequest) -> String {
+        if request.redirect_uri == OOB_REDIRECT_URI || request.redirect_uri == self.url(DEVICE_CALLBACK_PATH)
+        {
+            return String::new();
+        }
+        match url::Url::parse(&request.redirect_uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u.origin().ascii_serialization(),
+            Ok(u) => format!("{}:", u.scheme()),
+            Err(_) => String::new(),
+        }
+    }
+
     /// `/auth`: validates an authorization request and starts the login.
     pub async fn authorize(&self, req: pb::AuthorizeRequest) -> StepResult {
         if req.client_id.is_empty() {
@@ -391,6 +406,7 @@ impl Provider {
                 retry_after_seconds: i64::try_from(retry_after).unwrap_or(i64::MAX),
                 show_back_link,
                 client: Some(client_info(&client)),
+                redirect_origin: self.redirect_origin(request),
             })),
         })
     }
@@ -532,6 +548,7 @@ impl Provider {
                 scopes,
                 username: request.claims.username.clone(),
                 email: request.claims.email.clone(),
+                redirect_origin: self.redirect_origin(&request),
             })),
         })
     }
