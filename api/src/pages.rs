@@ -85,7 +85,9 @@ fn redirect_source(origin: &str) -> Option<String> {
         return Some(o);
     }
     let scheme = origin.split(':').next()?;
+    let dangerous = ["javascript", "data", "blob", "filesystem", "vbscript"];
     let valid = scheme.len() < origin.len()
+        && !dangerous.iter().any(|d| scheme.eq_ignore_ascii_case(d))
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     valid.then(|| format!("{}:", scheme.to_ascii_lowercase()))
@@ -463,9 +465,9 @@ mod tests {
     fn csp_lists_only_origins() {
         let policy = csp(
             &["https://cdn.example.com/logo.png", "javascript:alert(1)", "https://x.test/a b\"c"],
-            &["https://app.example.com", "com.example.app:/cb", "'unsafe-inline'", ""],
+            &["https://app.example.com", "com.example.app:/cb", "'unsafe-inline'", "", "javascript:x"],
         );
-        assert!(policy.contains("img-src 'self' https://cdn.example.com;"), "{policy}");
+        assert!(policy.contains("img-src 'self' https://cdn.example.com https://x.test;"), "{policy}");
         assert!(policy.contains("form-action 'self' https://app.example.com com.example.app:;"), "{policy}");
         assert!(policy.contains("script-src 'self' 'wasm-unsafe-eval';"), "{policy}");
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");

@@ -1,4 +1,6 @@
-//! Project automation. `cargo xtask test` runs the whole test suite (what the README and CI run);
+//! Project automation. `cargo xtask test` builds the login UI and runs the whole test suite (what
+//! the README and CI run); `cargo xtask build-ui` builds the login UI into `frontend/dist`;
+//! `cargo xtask run` builds it and runs `oxidex serve examples/config-dev.yaml`;
 //! `cargo xtask rss` measures the resident memory of `oxidex serve` after start.
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 mod bench;
+mod ui;
 
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -16,11 +19,17 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("build-ui") => ui::build().map(|_| ()),
+        Some("run") => {
+            ui::build()?;
+            let config = args.get(1).map_or("examples/config-dev.yaml", String::as_str);
+            run(Command::new("cargo").args(["run", "--", "serve", config]).current_dir(root()))
+        }
         Some("rss") => rss(),
         Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [extra nextest args] | cargo xtask rss | cargo xtask bench [--write] [--help]"
+                "usage: cargo xtask test [extra nextest args] | build-ui | run [CONFIG] | rss | bench [--write] [--help]"
             );
             std::process::exit(2);
         }
@@ -61,12 +70,17 @@ fn test(extra: &[String]) -> Result<()> {
     }
     // The openid-client relying-party test needs tests/js/node_modules (from the npm registry),
     // installed from the committed lockfile, again whenever the lockfile is newer.
-    let js = root.join("tests/js");
+    // The browser tests (tests/ui: playwright-core, axe-core, binaryen's wasm-opt) likewise.
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let installed = modified(&js.join("node_modules/.package-lock.json"));
-    if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))?;
+    for dir in ["tests/js", "tests/ui"] {
+        let js = root.join(dir);
+        let installed = modified(&js.join("node_modules/.package-lock.json"));
+        if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {
+            run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))?;
+        }
     }
+    // The tests run the binary with the login UI built in (tests/ui_browser.rs needs it).
+    ui::build()?;
     let mut cmd;
     let has_nextest = Command::new("cargo")
         .args(["nextest", "--version"])
