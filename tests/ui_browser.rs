@@ -216,7 +216,7 @@ async fn device_flow_with_the_user_code_entered_in_chromium() {
     let mut interval = device["interval"].as_u64().unwrap_or(5);
 
     let issuer = server.issuer.clone();
-    let browser = tokio::spawn(async move {
+    let mut browser = tokio::spawn(async move {
         run_node(
             &[
                 ("OXIDEX_UI_MODE", "device".into()),
@@ -228,11 +228,16 @@ async fn device_flow_with_the_user_code_entered_in_chromium() {
         .await
     });
 
-    // Poll as a device would, honouring the interval and slow_down.
+    // Poll as a device would, honouring the interval and slow_down, until tokens arrive; a
+    // failure of the browser half ends the test with its output.
     let deadline = Instant::now() + Duration::from_secs(240);
+    let mut browser_summary = None;
     let tokens = loop {
         assert!(Instant::now() < deadline, "no tokens within 240 s:\n{}", server.log_text());
         tokio::time::sleep(Duration::from_secs(interval)).await;
+        if browser_summary.is_none() && browser.is_finished() {
+            browser_summary = Some((&mut browser).await.unwrap());
+        }
         let r = http
             .post(format!("{}/token", server.issuer))
             .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
@@ -253,12 +258,12 @@ async fn device_flow_with_the_user_code_entered_in_chromium() {
             Some("slow_down") => interval += 5,
             _ => panic!("device polling failed: {status} {body}\n{}", server.log_text()),
         }
-        if browser.is_finished() {
-            // The browser half is done (or failed): one more poll decides.
-            continue;
-        }
+        assert!(browser_summary.is_none(), "the browser finished but the device has no tokens: {body}");
     };
-    let summary = browser.await.unwrap();
+    let summary = match browser_summary {
+        Some(s) => s,
+        None => browser.await.unwrap(),
+    };
     assert_eq!(summary["mode"], "device", "{summary}");
     let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {tokens}"));
     let claims: serde_json::Value = {

@@ -234,7 +234,7 @@ impl PageEnv {
             status: StatusCode::OK,
             title: Msg::LogIn.text(locale).to_owned(),
             body,
-            client_logo: None,
+            client_logo: c.client.as_ref().map(|c| c.logo_url.as_str()),
             redirect_origin: None,
         };
         self.render(locale, step, page)
@@ -269,7 +269,7 @@ autocomplete=\"current-password\" required>\n<button type=\"submit\" class=\"ox-
             status,
             title: Msg::LogIn.text(locale).to_owned(),
             body,
-            client_logo: None,
+            client_logo: f.client.as_ref().map(|c| c.logo_url.as_str()),
             redirect_origin: Some(&f.redirect_origin),
         };
         throttled(self.render(locale, step, page), f.retry_after_seconds)

@@ -210,13 +210,15 @@ fn attempt_alert(
             String::new()
         }
     };
-    (view! { <p class="ox-alert" role="alert" aria-live="assertive" id="ox-alert">{text}</p> }, left)
+    let shown = invalid || retry_after > 0;
+    (shown.then(|| view! { <p class="ox-alert" role="alert" id="ox-alert">{text}</p> }), left)
 }
 
 fn password_form(ctx: &Ctx, f: pb::PasswordForm) -> AnyView {
     let prompt = messages::username_prompt(&f.username_prompt, ctx.locale);
     let action = ctx.url(&format!("/auth/{}/login", encode(&f.connector_id)));
     let (alert, left) = attempt_alert(ctx, f.invalid, f.retry_after_seconds, Msg::InvalidCredentials);
+    let waiting = move || left.get() > 0;
     let described = (f.invalid || f.retry_after_seconds > 0).then_some("ox-alert");
     // After a failed attempt the username is prefilled: start in the password field.
     let (user_focus, pass_focus) = if f.username.is_empty() { (Some(""), None) } else { (None, Some("")) };
@@ -244,7 +246,7 @@ fn password_form(ctx: &Ctx, f: pb::PasswordForm) -> AnyView {
             <label for="password">{ctx.t(Msg::Password)}</label>
             <input id="password" name="password" type="password" autocomplete="current-password"
                 required="" aria-describedby=described data-autofocus=pass_focus />
-            <button type="submit" class="ox-full" disabled=move || left.get() > 0>{ctx.t(Msg::LogIn)}</button>
+            <button type="submit" class="ox-full" disabled=waiting>{ctx.t(Msg::LogIn)}</button>
         </form>
         {back}
     }
@@ -342,6 +344,7 @@ fn normalise_user_code(raw: &str) -> String {
 
 fn device_entry(ctx: &Ctx, d: pb::DeviceEntry) -> AnyView {
     let (alert, left) = attempt_alert(ctx, d.invalid, d.retry_after_seconds, Msg::DeviceInvalid);
+    let waiting = move || left.get() > 0;
     let (code, set_code) = signal(d.user_code.clone());
     let described = (d.invalid || d.retry_after_seconds > 0).then_some("ox-alert");
     view! {
@@ -355,7 +358,7 @@ fn device_entry(ctx: &Ctx, d: pb::DeviceEntry) -> AnyView {
                 aria-describedby=described
                 prop:value=move || code.get()
                 on:change=move |ev| set_code.set(normalise_user_code(&event_target_value(&ev))) />
-            <button type="submit" class="ox-full" disabled=move || left.get() > 0>{ctx.t(Msg::Continue)}</button>
+            <button type="submit" class="ox-full" disabled=waiting>{ctx.t(Msg::Continue)}</button>
         </form>
     }
     .into_any()

@@ -16,6 +16,7 @@
 //   OXIDEX_UI_CHROMIUM      the browser binary (default /usr/bin/chromium)
 // Prints one JSON summary line (with the measurements) and exits 0, or exits 1 with a message.
 
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -163,7 +164,13 @@ async function newPage(browser, options = {}) {
   const problems = [];
   page.on('console', (m) => {
     const text = m.text();
+    // A page answered 400/401 (an error page, a failed login) logs "Failed to load resource";
+    // the assets are checked by status below instead.
+    if (/Failed to load resource/.test(text)) return;
     if (m.type() === 'error' || /Content.Security.Policy|Refused to/i.test(text)) problems.push(text);
+  });
+  page.on('response', (r) => {
+    if (r.url().includes('/static/') && r.status() !== 200) problems.push(`${r.url()}: ${r.status()}`);
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   return { context, page, problems };
@@ -210,8 +217,7 @@ async function login(browser, rp, { issuer, name, locale, uiLocales, expect, wro
   if (wrongPassword) {
     await page.getByLabel(expect.usernameLabel).fill(USERNAME);
     await page.getByLabel(expect.passwordLabel).fill('wrong password');
-    await page.getByRole('button', { name: expect.loginTitle }).click();
-    await page.waitForLoadState();
+    await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: expect.loginTitle }).click()]);
     await appRendered(page, `${name} failed login`);
     const alert = page.getByRole('alert');
     check((await alert.textContent()).trim() === expect.invalid, `${name}: wrong password shows "${await alert.textContent()}"`);
@@ -287,7 +293,11 @@ async function keyboardLogin(browser, rp, issuer) {
 async function otherPages(browser, issuer, suffix, expect) {
   const { context, page, problems } = await newPage(browser, { locale: expect.locale });
   const oobClient = env('OXIDEX_UI_OOB_CLIENT_ID');
-  await page.goto(`${issuer}/auth?client_id=${oobClient}&redirect_uri=urn:ietf:wg:oauth:2.0:oob&response_type=code&scope=openid&state=s`);
+  const challenge = createHash('sha256').update('v'.repeat(43)).digest('base64url');
+  await page.goto(
+    `${issuer}/auth?client_id=${oobClient}&redirect_uri=urn:ietf:wg:oauth:2.0:oob&response_type=code&scope=openid` +
+      `&state=s&code_challenge=${challenge}&code_challenge_method=S256`,
+  );
   await appRendered(page, 'oob chooser');
   await page.locator('a[data-connector="local"]').click();
   await page.waitForURL(/\/auth\/local/);
@@ -297,8 +307,7 @@ async function otherPages(browser, issuer, suffix, expect) {
   await page.locator('button[type="submit"]').click();
   await page.waitForURL(/\/approval/);
   await appRendered(page, 'oob consent');
-  await page.locator('button[value="approve"]').click();
-  await page.waitForLoadState();
+  await Promise.all([page.waitForNavigation(), page.locator('button[value="approve"]').click()]);
   await appRendered(page, 'oob code');
   const code = await page.locator('#code').inputValue();
   check(code.length > 10, `oob: no code on the page: ${await page.content()}`);
@@ -422,13 +431,15 @@ async function device(browser) {
     (await page.locator('#user_code').inputValue()) === userCode,
     `device: the code is not normalised: ${await page.locator('#user_code').inputValue()}`,
   );
-  await page.locator('button[type="submit"]').click();
-  await page.waitForLoadState();
-  if (await page.locator('a[data-connector="local"]').count()) {
-    await appRendered(page, 'device chooser');
+  await Promise.all([
+    page.waitForURL((u) => u.href.startsWith(`${issuer}/auth`)),
+    page.locator('button[type="submit"]').click(),
+  ]);
+  await appRendered(page, 'device chooser');
+  if (!page.url().includes('/auth/local')) {
     await page.locator('a[data-connector="local"]').click();
+    await page.waitForURL(/\/auth\/local/);
   }
-  await page.waitForURL(/\/auth\/local/);
   await appRendered(page, 'device login');
   await page.locator('#login').fill(USERNAME);
   await page.locator('#password').fill(PASSWORD);
