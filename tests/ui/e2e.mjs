@@ -431,11 +431,9 @@ async function device(browser) {
     (await page.locator('#user_code').inputValue()) === userCode,
     `device: the code is not normalised: ${await page.locator('#user_code').inputValue()}`,
   );
-  await Promise.all([
-    page.waitForURL((u) => u.href.startsWith(`${issuer}/auth`)),
-    page.locator('button[type="submit"]').click(),
-  ]);
+  await Promise.all([page.waitForNavigation(), page.locator('button[type="submit"]').click()]);
   await appRendered(page, 'device chooser');
+  check((await page.getByRole('alert').count()) === 0, `device: the code was refused: ${await page.content()}`);
   if (!page.url().includes('/auth/local')) {
     await page.locator('a[data-connector="local"]').click();
     await page.waitForURL(/\/auth\/local/);
