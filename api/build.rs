@@ -36,8 +36,10 @@ fn main() {
     }
     let ok = |n: &str| !n.is_empty() && !n.contains(['/', '\\', '"']) && dist.join(n).is_file();
     let mut out = String::from(
-        "/// The built UI: (name, content, gzip, brotli); empty compressed variants are absent.\n\
-         pub(crate) static UI_ASSETS: &[(&str, &[u8], &[u8], &[u8])] = &[\n",
+        "/// An asset of the built UI: (name, content, gzip, brotli); an empty variant is absent.\n\
+         pub(crate) type UiAsset = (&'static str, &'static [u8], &'static [u8], &'static [u8]);\n\
+         /// The built UI.\n\
+         pub(crate) static UI_ASSETS: &[UiAsset] = &[\n",
     );
     let mut all_ok = entry.as_deref().is_some_and(ok) && wasm.as_deref().is_some_and(ok);
     for name in &assets {

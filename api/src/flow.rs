@@ -52,10 +52,14 @@ impl FromRequestParts<FlowState> for Lang {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &FlowState) -> Result<Self, Self::Rejection> {
-        let accept = parts.headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let chosen = locale_cookie(&parts.headers).unwrap_or_default();
-        Ok(Lang(Locale::negotiate(&chosen, accept, state.pages.default_locale)))
+        Ok(Lang(page_locale(&parts.headers, state)))
     }
+}
+
+fn page_locale(headers: &HeaderMap, state: &FlowState) -> Locale {
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let chosen = locale_cookie(headers).unwrap_or_default();
+    Locale::negotiate(&chosen, accept, state.pages.default_locale)
 }
 
 fn locale_cookie(headers: &HeaderMap) -> Option<String> {
@@ -274,7 +278,6 @@ async fn password_page(
 #[tracing::instrument(skip_all, fields(connector_id = %connector))]
 async fn password_login(
     State(state): State<FlowState>,
-    Lang(lang): Lang,
     browser: BrowserSecret,
     ClientIp(client_ip): ClientIp,
     Path(connector): Path<String>,
@@ -282,6 +285,7 @@ async fn password_login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, PageError> {
+    let lang = page_locale(&headers, &state);
     let p = body_and_query(&uri, &headers, &body)?;
     let req = pb::PasswordLoginRequest {
         request_id: request_id(&p).to_owned(),
