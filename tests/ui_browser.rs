@@ -55,6 +55,22 @@ fn require_prerequisites() {
     );
 }
 
+/// The branding of the `auto` server: a colour, a custom stylesheet and a favicon, all from
+/// the config (written next to it).
+fn branding(dir: &Path) -> String {
+    std::fs::write(dir.join("brand.css"), ".ox-brand { text-transform: uppercase; }\n").unwrap();
+    std::fs::write(
+        dir.join("favicon.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><circle cx=\"8\" cy=\"8\" r=\"7\" fill=\"#7c2d12\"/></svg>",
+    )
+    .unwrap();
+    format!(
+        "  colors:\n    primary: '#7c2d12'\n    primaryText: '#ffffff'\n  customCSS: {}\n  favicon: {}\n",
+        dir.join("brand.css").display(),
+        dir.join("favicon.svg").display()
+    )
+}
+
 fn setup(theme: &str, rp_port: u16) -> String {
     format!(
         "staticClients:\n\
@@ -72,7 +88,11 @@ fn setup(theme: &str, rp_port: u16) -> String {
 async fn start(theme: &str, rp_port: u16) -> Server {
     let theme = theme.to_owned();
     let server = Server::start(Ports::new(), move |dir, ports| {
-        config(ports, &sqlite_storage(dir), &setup(&theme, rp_port))
+        let mut extra = setup(&theme, rp_port);
+        if theme == "auto" {
+            extra.push_str(&branding(dir));
+        }
+        config(ports, &sqlite_storage(dir), &extra)
     });
     // The binary must have the UI built in, or the browser test would only see the no-JS pages.
     let page = reqwest::get(format!("{}/device", server.issuer)).await.unwrap().text().await.unwrap();
@@ -127,19 +147,21 @@ async fn login_pages_work_in_chromium_in_both_themes_and_in_german() {
     let rp_port = free_port();
     let light = start("light", rp_port).await;
     let dark = start("dark", rp_port).await;
+    let auto = start("auto", rp_port).await;
     let summary = run_node(
         &[
             ("OXIDEX_UI_MODE", "flows".into()),
             ("OXIDEX_UI_LIGHT", light.issuer.clone()),
             ("OXIDEX_UI_DARK", dark.issuer.clone()),
+            ("OXIDEX_UI_AUTO", auto.issuer.clone()),
             ("OXIDEX_UI_RP_PORT", rp_port.to_string()),
         ],
-        &[&light, &dark],
+        &[&light, &dark, &auto],
     )
     .await;
     assert_eq!(summary["logins"], 5, "{summary}");
     let audits = summary["audits"].as_array().unwrap();
-    assert!(audits.len() >= 12, "not every page was audited: {summary}");
+    assert!(audits.len() >= 16, "not every page was audited: {summary}");
     for a in audits {
         assert_eq!(a["serious_or_critical"], 0, "{a}");
     }
@@ -190,7 +212,7 @@ fn write_benchmarks(m: &serde_json::Value) {
             let end = rest.find("\n## ").map_or(old.len(), |i| start + heading.len() + i + 1);
             format!("{}{section}{}", &old[..start], &old[end..])
         }
-        None => format!("{}\n{section}", old.trim_end()),
+        None => format!("{}\n\n{section}", old.trim_end()),
     };
     std::fs::write(&path, new).unwrap();
     eprintln!("wrote {}", path.display());

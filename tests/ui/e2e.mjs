@@ -7,6 +7,8 @@
 //   OXIDEX_UI_MODE          `flows` (default) or `device`
 //   OXIDEX_UI_LIGHT         issuer of a server with frontend.theme: light
 //   OXIDEX_UI_DARK          issuer of a server with frontend.theme: dark (flows mode)
+//   OXIDEX_UI_AUTO          issuer of a server with frontend.theme: auto, colors.primary #7c2d12,
+//                           a customCSS making the brand upper case, and an SVG favicon
 //   OXIDEX_UI_RP_PORT       the port of this script's RP (the client's redirect URI is
 //                           http://127.0.0.1:PORT/callback, its logo http://127.0.0.1:PORT/logo.svg)
 //   OXIDEX_UI_CLIENT_ID, OXIDEX_UI_CLIENT_SECRET, OXIDEX_UI_OOB_CLIENT_ID
@@ -363,6 +365,33 @@ async function measure(browser, rp, issuer) {
   };
 }
 
+/** theme: auto follows prefers-color-scheme; the operator's colour, CSS and favicon apply. */
+async function autoTheme(browser, issuer) {
+  for (const scheme of ['light', 'dark']) {
+    const { context, page, problems } = await newPage(browser, { colorScheme: scheme });
+    await page.goto(`${issuer}/device`);
+    await appRendered(page, `auto ${scheme}`);
+    const style = await page.evaluate(() => ({
+      bg: getComputedStyle(document.body).backgroundColor,
+      button: getComputedStyle(document.querySelector('button[type="submit"]')).backgroundColor,
+      brand: getComputedStyle(document.querySelector('.ox-brand')).textTransform,
+      icon: document.querySelector('link[rel="icon"]')?.href,
+    }));
+    const [r, g, b] = style.bg.match(/\d+/g).map(Number);
+    check(((r + g + b) / 3 < 80) === (scheme === 'dark'), `auto theme with ${scheme} preference: background ${style.bg}`);
+    check(style.button === 'rgb(124, 45, 18)', `frontend.colors.primary not applied: ${style.button}`);
+    check(style.brand === 'uppercase', `frontend.customCSS not applied: ${style.brand}`);
+    check(style.icon, 'no favicon link although frontend.favicon is set');
+    const icon = await page.request.get(style.icon);
+    check(icon.status() === 200 && icon.headers()['content-type'] === 'image/svg+xml', `favicon: ${icon.status()}`);
+    check(/immutable/.test(icon.headers()['cache-control']), `favicon cache-control ${icon.headers()['cache-control']}`);
+    await shot(page, `device-entry-auto-${scheme}-branded`);
+    await audit(page, `auto theme ${scheme} (branded)`);
+    noProblems(problems, `auto ${scheme}`);
+    await context.close();
+  }
+}
+
 const ENGLISH = {
   lang: 'en',
   loginTitle: 'Log in',
@@ -402,6 +431,7 @@ async function flows(browser) {
     await keyboardLogin(browser, rp, light);
     await otherPages(browser, light, '', ENGLISH);
     await otherPages(browser, dark, '-dark-german', GERMAN);
+    await autoTheme(browser, env('OXIDEX_UI_AUTO'));
     const sub = process.env.OXIDEX_UI_EXPECTED_SUB;
     for (const r of rp.results) {
       check(r.email === USERNAME, `an RP login got email ${r.email}`);

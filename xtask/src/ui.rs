@@ -50,6 +50,12 @@ fn wasm_opt(root: &Path) -> Option<PathBuf> {
         return Some(PathBuf::from("wasm-opt"));
     }
     let local = root.join("tests/ui/node_modules/.bin/wasm-opt");
+    if !local.is_file() && output(Command::new("npm").arg("--version")).is_some() {
+        // npm `binaryen` (in tests/ui's lockfile) provides it.
+        let _ = run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(root.join("tests/ui")));
+    }
     local.is_file().then_some(local)
 }
 

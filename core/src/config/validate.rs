@@ -457,11 +457,6 @@ fn frontend(ctx: &mut Ctx<'_>, top: &Obj<'_>) -> FrontendConfig {
             f.issuer = issuer;
         }
         f.logo_url = o.nonempty(ctx, "logoURL");
-        if let Some(url) = &f.logo_url
-            && !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
-        {
-            ctx.error(&o.key_path("logoURL"), "must be an http(s) URL or an absolute path");
-        }
         f.extra = o.string_map(ctx, "extra");
         if let Some(locale) = o.nonempty(ctx, "defaultLocale") {
             let primary = locale.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
