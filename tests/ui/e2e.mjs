@@ -365,6 +365,39 @@ async function measure(browser, rp, issuer) {
   };
 }
 
+/** Login throttling: after repeated failures the page says how long to wait, counts down (the
+ * submit button disabled meanwhile), and then lets the user try again. */
+async function throttling(browser, rp, issuer) {
+  const { context, page, problems } = await newPage(browser);
+  await page.goto(`${rp.base}/start?issuer=${encodeURIComponent(issuer)}`);
+  await appRendered(page, 'throttle chooser');
+  await page.locator('a[data-connector="local"]').click();
+  await page.waitForURL(/\/auth\/local/);
+  let text = '';
+  for (let i = 0; i < 12 && !text.startsWith('Too many attempts'); i++) {
+    await appRendered(page, 'throttle login');
+    // Wait out a running countdown before the next attempt.
+    await page.waitForFunction(() => !document.querySelector('button[type="submit"]').disabled, null, { timeout: 60000 });
+    await page.locator('#login').fill('nobody@example.com');
+    await page.locator('#password').fill(`wrong ${i}`);
+    await Promise.all([page.waitForNavigation(), page.locator('button[type="submit"]').click()]);
+    await appRendered(page, 'throttle login');
+    text = (await page.getByRole('alert').textContent()).trim();
+  }
+  check(/^Too many attempts\. Please try again in \d+ s\.$/.test(text), `no throttling message after repeated failures: ${text}`);
+  check(await page.locator('button[type="submit"]').isDisabled(), 'the submit button is enabled while throttled');
+  await shot(page, 'login-throttled');
+  await audit(page, 'throttled login');
+  await page.waitForFunction(
+    () => document.querySelector('[role="alert"]').textContent.trim() === 'You can try again now.',
+    null,
+    { timeout: 60000 },
+  );
+  check(!(await page.locator('button[type="submit"]').isDisabled()), 'the submit button stays disabled after the wait');
+  noProblems(problems, 'throttling');
+  await context.close();
+}
+
 /** theme: auto follows prefers-color-scheme; the operator's colour, CSS and favicon apply. */
 async function autoTheme(browser, issuer) {
   for (const scheme of ['light', 'dark']) {
@@ -432,6 +465,7 @@ async function flows(browser) {
     await otherPages(browser, light, '', ENGLISH);
     await otherPages(browser, dark, '-dark-german', GERMAN);
     await autoTheme(browser, env('OXIDEX_UI_AUTO'));
+    await throttling(browser, rp, dark);
     const sub = process.env.OXIDEX_UI_EXPECTED_SUB;
     for (const r of rp.results) {
       check(r.email === USERNAME, `an RP login got email ${r.email}`);
