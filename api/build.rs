@@ -21,8 +21,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", manifest.display());
     } else if dist.is_dir() {
         println!("cargo:rerun-if-changed={}", dist.display());
-    } else if let Some(parent) = dist.parent().filter(|p| p.is_dir()) {
-        println!("cargo:rerun-if-changed={}", parent.display());
+    } else if std::env::var_os("OXIDEX_UI_DIST").is_none() {
+        // `frontend/` (small): rerun when the build creates `frontend/dist`. Never the parent
+        // of an arbitrary OXIDEX_UI_DIST, which could be `/`.
+        println!("cargo:rerun-if-changed={}", manifest_dir.join("../frontend").display());
     }
     let text = std::fs::read_to_string(&manifest).unwrap_or_default();
     let (mut entry, mut wasm, mut assets) = (None, None, Vec::new());
