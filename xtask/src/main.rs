@@ -59,6 +59,18 @@ fn test(extra: &[String]) -> Result<()> {
     if !has_grpc_tools {
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "grpcio-tools"]))?;
     }
+    // The LDAP connector test starts its own OpenLDAP: Debian's slapd, and ldapmodify to change
+    // the directory while it runs.
+    if !Path::new("/usr/sbin/slapd").exists() || !Path::new("/usr/bin/ldapmodify").exists() {
+        let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut apt = Command::new(if is_root { "apt-get" } else { "sudo" });
+        if !is_root {
+            apt.arg("apt-get");
+        }
+        apt.args(["install", "-y", "--no-install-recommends", "slapd", "ldap-utils"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut apt)?;
+    }
     // The openid-client relying-party test needs tests/js/node_modules (from the npm registry),
     // installed from the committed lockfile, again whenever the lockfile is newer.
     let js = root.join("tests/js");

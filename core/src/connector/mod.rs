@@ -28,6 +28,7 @@
 //! ```
 
 mod config;
+pub mod ldap;
 pub mod local;
 pub mod mock_callback;
 pub mod mock_password;
