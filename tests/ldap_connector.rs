@@ -16,6 +16,8 @@
 //!                posix-users (posixGroup, memberUid = jane)         (a second userMatcher)
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::TcpStream;
@@ -278,8 +280,9 @@ fn connector(id: &str, transport: serde_json::Value) -> String {
 
 /// The connectors of the tests: LDAPS with the CA inline (`ldap`), StartTLS with the CA file
 /// (`starttls`), StartTLS and LDAPS trusting another CA (`starttls-wrong-ca`, `ldaps-wrong-ca`),
-/// LDAPS with the system roots (`ldaps-system-roots`), plain LDAP (`plain`).
-fn connectors(slapd: &Slapd) -> String {
+/// LDAPS with the system roots (`ldaps-system-roots`), plain LDAP (`plain`), and LDAPS to a
+/// port that accepts connections but never answers (`silent`).
+fn connectors(slapd: &Slapd, silent_port: u16) -> String {
     let ca_data = base64::engine::general_purpose::STANDARD.encode(&slapd.pki.ca_pem);
     let ldaps = format!("127.0.0.1:{}", slapd.ldaps_port);
     let ldap = format!("127.0.0.1:{}", slapd.ldap_port);
@@ -296,6 +299,7 @@ fn connectors(slapd: &Slapd) -> String {
         connector("ldaps-wrong-ca", serde_json::json!({"host": ldaps, "rootCA": slapd.path("other-ca.pem")})),
         connector("ldaps-system-roots", serde_json::json!({"host": ldaps})),
         connector("plain", serde_json::json!({"host": ldap, "insecureNoSSL": true})),
+        connector("silent", serde_json::json!({"host": format!("127.0.0.1:{silent_port}")})),
     ];
     format!("connectors:\n{}", list.concat())
 }
@@ -303,15 +307,18 @@ fn connectors(slapd: &Slapd) -> String {
 struct Setup {
     slapd: Slapd,
     server: Server,
+    /// Listening, never accepting: the kernel completes TCP handshakes, nobody answers.
+    _silent: std::net::TcpListener,
 }
 
 async fn setup() -> Setup {
     tokio::task::spawn_blocking(|| {
         let slapd = Slapd::start();
-        let extra = format!("{}{}", static_setup(), connectors(&slapd));
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let extra = format!("{}{}", static_setup(), connectors(&slapd, silent.local_addr().unwrap().port()));
         let server =
             Server::start(Ports::new(), move |dir, ports| config(ports, &sqlite_storage(dir), &extra));
-        Setup { slapd, server }
+        Setup { slapd, server, _silent: silent }
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -404,7 +411,7 @@ fn sorted(names: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn ldaps_login_gives_claims_and_nested_groups() {
-    let Setup { slapd, server } = setup().await;
+    let Setup { slapd, server, .. } = setup().await;
     let browser = Browser::new(&server.issuer);
     let form = password_form(&browser, &server, "ldap").await;
     assert!(form.html.contains("Directory username"), "usernamePrompt not shown:\n{}", form.html);
@@ -434,7 +441,7 @@ async fn ldaps_login_gives_claims_and_nested_groups() {
 
 #[tokio::test]
 async fn wrong_passwords_and_filter_injection_never_log_in() {
-    let Setup { slapd, server } = setup().await;
+    let Setup { slapd, server, .. } = setup().await;
     let page = failed_login(&server, "ldap", "jane", "not-her-password").await;
     assert_refused(&page, "wrong password");
     let page = failed_login(&server, "ldap", "nobody", JANE_PW).await;
@@ -476,7 +483,7 @@ async fn wrong_passwords_and_filter_injection_never_log_in() {
 
 #[tokio::test]
 async fn empty_and_blank_passwords_never_bind() {
-    let Setup { slapd, server } = setup().await;
+    let Setup { slapd, server, .. } = setup().await;
     let before_binds = slapd.binds_as(JANE_DN);
     let before_connections = slapd.connections();
     for password in ["", " ", "   ", "\t", " \n "] {
@@ -496,7 +503,7 @@ async fn empty_and_blank_passwords_never_bind() {
 
 #[tokio::test]
 async fn refresh_rereads_the_user_and_fails_with_invalid_grant_once_deleted() {
-    let Setup { slapd, server } = setup().await;
+    let Setup { slapd, server, .. } = setup().await;
     let response = login(&server, "ldap", "jane", JANE_PW).await;
     assert_eq!(groups(&id_claims(&response)), sorted(JANE_GROUPS));
     let refresh_token = response["refresh_token"].as_str().unwrap().to_owned();
@@ -529,7 +536,7 @@ async fn refresh_rereads_the_user_and_fails_with_invalid_grant_once_deleted() {
 
 #[tokio::test]
 async fn starttls_and_ldaps_check_the_ca() {
-    let Setup { slapd, server } = setup().await;
+    let Setup { slapd, server, .. } = setup().await;
     // StartTLS on the plain port, trusting the test CA from a file.
     let claims = id_claims(&login(&server, "starttls", "jane", JANE_PW).await);
     assert_eq!(claims["email"], "jane@example.org");
@@ -549,4 +556,19 @@ async fn starttls_and_ldaps_check_the_ca() {
     assert_eq!(slapd.binds_as(JANE_DN), binds, "a password was sent over an unverified connection");
     let log = server.log_text();
     assert!(log.to_lowercase().contains("certificate"), "the TLS failure is not in the server log:\n{log}");
+}
+
+#[tokio::test]
+async fn a_directory_that_never_answers_times_out_as_a_login_error() {
+    // Bound as a whole: the listener must outlive the login.
+    let setup = setup().await;
+    let server = &setup.server;
+    let started = Instant::now();
+    let page = failed_login(server, "silent", "jane", JANE_PW).await;
+    let took = started.elapsed();
+    assert_eq!(page.status, 503, "{}", page.html);
+    // The connect timeout is 10 s (TCP, TLS handshake); the request must not hang beyond it.
+    assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(25), "took {took:?}");
+    let log = server.log_text();
+    assert!(log.contains("cannot connect to ldaps://127.0.0.1"), "{log}");
 }
