@@ -77,6 +77,9 @@ struct Pki {
     server_pem: String,
     server_key: String,
     other_ca_pem: String,
+    /// A client certificate (for `clientCert`/`clientKey`) signed by the CA.
+    client_pem: String,
+    client_key: String,
 }
 
 fn pki() -> Pki {
@@ -97,7 +100,14 @@ fn pki() -> Pki {
     p.distinguished_name.push(DnType::CommonName, "127.0.0.1");
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &issuer).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "oxidex");
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().unwrap();
+    let client = p.signed_by(&client_key, &issuer).unwrap();
     Pki {
+        client_pem: client.pem(),
+        client_key: client_key.serialize_pem(),
         ca_pem: issuer.pem(),
         server_pem: cert.pem(),
         server_key: key.serialize_pem(),
@@ -124,6 +134,11 @@ fn require(binary: &str) {
 
 impl Slapd {
     fn start() -> Slapd {
+        Self::start_with("")
+    }
+
+    /// Starts slapd with `tls_extra` added to its global TLS settings.
+    fn start_with(tls_extra: &str) -> Slapd {
         require("/usr/sbin/slapd");
         require("/usr/bin/ldapmodify");
         let dir = tempfile::tempdir().unwrap();
@@ -133,6 +148,8 @@ impl Slapd {
         std::fs::write(d.join("other-ca.pem"), &pki.other_ca_pem).unwrap();
         std::fs::write(d.join("server.pem"), &pki.server_pem).unwrap();
         std::fs::write(d.join("server.key"), &pki.server_key).unwrap();
+        std::fs::write(d.join("client.pem"), &pki.client_pem).unwrap();
+        std::fs::write(d.join("client.key"), &pki.client_key).unwrap();
         std::fs::create_dir(d.join("db")).unwrap();
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\
@@ -145,6 +162,7 @@ impl Slapd {
              TLSCACertificateFile {dir}/ca.pem\n\
              TLSCertificateFile {dir}/server.pem\n\
              TLSCertificateKeyFile {dir}/server.key\n\
+             {tls_extra}\n\
              database mdb\n\
              maxsize 67108864\n\
              suffix \"{BASE}\"\n\
@@ -315,7 +333,11 @@ async fn setup() -> Setup {
     tokio::task::spawn_blocking(|| {
         let slapd = Slapd::start();
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let extra = format!("{}{}", static_setup(), connectors(&slapd, silent.local_addr().unwrap().port()));
+        let extra = format!(
+            "{}oauth2:\n  passwordConnector: ldap\n{}",
+            static_setup(),
+            connectors(&slapd, silent.local_addr().unwrap().port())
+        );
         let server =
             Server::start(Ports::new(), move |dir, ports| config(ports, &sqlite_storage(dir), &extra));
         Setup { slapd, server, _silent: silent }
@@ -571,4 +593,69 @@ async fn a_directory_that_never_answers_times_out_as_a_login_error() {
     assert!(took >= Duration::from_secs(9) && took < Duration::from_secs(25), "took {took:?}");
     let log = server.log_text();
     assert!(log.contains("cannot connect to ldaps://127.0.0.1"), "{log}");
+}
+
+#[tokio::test]
+async fn the_password_grant_goes_through_ldap_with_the_same_rules() {
+    let Setup { slapd, server, .. } = setup().await;
+    let grant = |user: &'static str, password: &'static str| {
+        let server = &server;
+        async move {
+            token(
+                server,
+                &[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", password),
+                    ("scope", "openid email profile groups"),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, body) = grant("jane", JANE_PW).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = id_claims(&body);
+    assert_eq!(claims["email"], "jane@example.org", "{claims}");
+    assert_eq!(groups(&claims), sorted(JANE_GROUPS), "{claims}");
+    let binds = slapd.binds_as(JANE_DN);
+    for (user, password) in
+        [("jane", " "), ("jane", "\t"), ("jane", "wrong"), ("admin)(uid=*", ADMIN_PW), ("jan*", JANE_PW)]
+    {
+        let (status, body) = grant(user, password).await;
+        assert!(matches!(status, 400 | 401), "{user:?}/{password:?}: {status} {body}");
+        assert!(body["access_token"].is_null(), "{user:?}/{password:?} got a token: {body}");
+    }
+    // Only the wrong (non-blank) password reached slapd as a bind.
+    assert_eq!(slapd.binds_as(JANE_DN), binds + 1, "{}", slapd.log_text());
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_the_directory_demands_one() {
+    let (slapd, server) = tokio::task::spawn_blocking(|| {
+        let slapd = Slapd::start_with("TLSVerifyClient demand");
+        let ldaps = format!("127.0.0.1:{}", slapd.ldaps_port);
+        let list = [
+            connector(
+                "mtls",
+                serde_json::json!({"host": ldaps, "rootCA": slapd.path("ca.pem"),
+                    "clientCert": slapd.path("client.pem"), "clientKey": slapd.path("client.key")}),
+            ),
+            connector("no-client-cert", serde_json::json!({"host": ldaps, "rootCA": slapd.path("ca.pem")})),
+        ];
+        let extra = format!("{}connectors:\n{}", static_setup(), list.concat());
+        let server =
+            Server::start(Ports::new(), move |dir, ports| config(ports, &sqlite_storage(dir), &extra));
+        (slapd, server)
+    })
+    .await
+    .unwrap();
+    let claims = id_claims(&login(&server, "mtls", "jane", JANE_PW).await);
+    assert_eq!(claims["email"], "jane@example.org", "{claims}");
+    assert_eq!(groups(&claims), sorted(JANE_GROUPS), "{claims}");
+    // Without the certificate slapd ends the handshake: a login error, no bind.
+    let binds = slapd.binds_as(JANE_DN);
+    let page = failed_login(&server, "no-client-cert", "jane", JANE_PW).await;
+    assert_eq!(page.status, 503, "{}", page.html);
+    assert_eq!(slapd.binds_as(JANE_DN), binds);
 }
