@@ -14,6 +14,7 @@
 //!                cycle-a {cycle-b}, cycle-b {cycle-a, jane}         (a membership cycle)
 //!                ops {john}
 //!                posix-users (posixGroup, memberUid = jane)         (a second userMatcher)
+//!                contractors {uid=tim (ext)}                        (a DN with filter specials)
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -38,6 +39,10 @@ const SERVICE_PW: &str = "bind-secret-7";
 const JANE_DN: &str = "uid=jane,ou=people,dc=example,dc=org";
 const JANE_PW: &str = "jane-password-1";
 const ADMIN_PW: &str = "admin-password-2";
+/// A user whose login name and DN hold filter specials, and whose password does too (the
+/// password is never escaped: it is not part of any filter).
+const TIM_DN: &str = "uid=tim (ext),ou=people,dc=example,dc=org";
+const TIM_PW: &str = "p*(a)\\ss w0rd";
 
 /// Jane's groups: direct ones, the nested ones, the cycle, and the posix group.
 const JANE_GROUPS: &[&str] = &["developers", "engineering", "staff", "cycle-a", "cycle-b", "posix-users"];
@@ -55,6 +60,9 @@ fn ldif() -> String {
          mail: john@example.org\nuserPassword: john-password-3\n\n\
          dn: uid=admin,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: admin\ncn: Admin\nsn: Admin\n\
          mail: admin@example.org\nuserPassword: {ADMIN_PW}\n\n\
+         dn: {TIM_DN}\nobjectClass: inetOrgPerson\nuid: tim (ext)\ncn: Tim\nsn: Tim\n\
+         mail: tim@example.org\nuserPassword: {TIM_PW}\n\n\
+         dn: cn=contractors,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: contractors\nmember: {TIM_DN}\n\n\
          dn: cn=developers,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: developers\nmember: {JANE_DN}\n\
          member: cn=placeholder,{BASE}\n\n\
          dn: cn=engineering,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: engineering\n\
@@ -452,6 +460,12 @@ async fn ldaps_login_gives_claims_and_nested_groups() {
     let claims = id_claims(&login(&server, "ldap", "john", "john-password-3").await);
     assert_eq!(groups(&claims), vec!["ops".to_owned()], "{claims}");
 
+    // Parentheses in the login name and the DN (escaped in both searches), `*()\` in the
+    // password (not escaped: it is not part of a filter).
+    let claims = id_claims(&login(&server, "ldap", "tim (ext)", TIM_PW).await);
+    assert_eq!(claims["email"], "tim@example.org", "{claims}");
+    assert_eq!(groups(&claims), vec!["contractors".to_owned()], "{claims}");
+
     // The user bound as herself, on the LDAPS port, after the service account searched.
     assert!(slapd.binds_as(JANE_DN) >= 1, "{}", slapd.log_text());
     assert!(slapd.binds_as(SERVICE_DN) >= 2, "{}", slapd.log_text());
@@ -482,6 +496,9 @@ async fn wrong_passwords_and_filter_injection_never_log_in() {
         let page = failed_login(&server, "ldap", user, password).await;
         assert_refused(&page, user);
     }
+    // A NUL byte: refused (by the form parser or the directory), never a login.
+    let page = failed_login(&server, "ldap", "admin\u{0}", ADMIN_PW).await;
+    assert!(matches!(page.status.as_u16(), 400 | 401), "{}: {}", page.status, page.html);
     // The escaped filters reached slapd as single equality assertions.
     let log = slapd.log_text();
     assert!(
@@ -619,9 +636,14 @@ async fn the_password_grant_goes_through_ldap_with_the_same_rules() {
     assert_eq!(claims["email"], "jane@example.org", "{claims}");
     assert_eq!(groups(&claims), sorted(JANE_GROUPS), "{claims}");
     let binds = slapd.binds_as(JANE_DN);
-    for (user, password) in
-        [("jane", " "), ("jane", "\t"), ("jane", "wrong"), ("admin)(uid=*", ADMIN_PW), ("jan*", JANE_PW)]
-    {
+    for (user, password) in [
+        ("jane", " "),
+        ("jane", "\t"),
+        ("jane", "wrong"),
+        ("admin)(uid=*", ADMIN_PW),
+        ("jan*", JANE_PW),
+        ("admin\u{0}", ADMIN_PW),
+    ] {
         let (status, body) = grant(user, password).await;
         assert!(matches!(status, 400 | 401), "{user:?}/{password:?}: {status} {body}");
         assert!(body["access_token"].is_null(), "{user:?}/{password:?} got a token: {body}");
