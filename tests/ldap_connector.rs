@@ -9,12 +9,13 @@
 //! ```text
 //! dc=example,dc=org
 //! ├ ou=services  cn=oxidex (the service account, the only one that may read entries)
-//! ├ ou=people    uid=jane, uid=john, uid=admin
+//! ├ ou=people    uid=jane, uid=john, uid=admin, uid=tim (ext), uid=deep
 //! └ ou=groups    developers {jane} ⊂ engineering ⊂ staff          (groupOfNames, member = DN)
 //!                cycle-a {cycle-b}, cycle-b {cycle-a, jane}         (a membership cycle)
 //!                ops {john}
 //!                posix-users (posixGroup, memberUid = jane)         (a second userMatcher)
 //!                contractors {uid=tim (ext)}                        (a DN with filter specials)
+//!                chain-00 {deep} ⊂ chain-01 ⊂ ... ⊂ chain-12          (deeper than followed)
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -47,6 +48,29 @@ const TIM_PW: &str = "p*(a)\\ss w0rd";
 /// Jane's groups: direct ones, the nested ones, the cycle, and the posix group.
 const JANE_GROUPS: &[&str] = &["developers", "engineering", "staff", "cycle-a", "cycle-b", "posix-users"];
 
+/// A user at the bottom of a chain of 13 nested groups, one more than the connector follows
+/// (direct groups plus `MAX_GROUP_DEPTH` = 10 levels).
+const DEEP_PW: &str = "deep-password-4";
+const CHAIN: usize = 13;
+
+fn chain_ldif() -> String {
+    let mut out = format!(
+        "dn: uid=deep,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: deep\ncn: Deep\nsn: Deep\n\
+         mail: deep@example.org\nuserPassword: {DEEP_PW}\n\n"
+    );
+    for i in 0..CHAIN {
+        let member = if i == 0 {
+            format!("uid=deep,ou=people,{BASE}")
+        } else {
+            format!("cn=chain-{:02},ou=groups,{BASE}", i - 1)
+        };
+        out.push_str(&format!(
+            "dn: cn=chain-{i:02},ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: chain-{i:02}\nmember: {member}\n\n"
+        ));
+    }
+    out
+}
+
 fn ldif() -> String {
     format!(
         "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
@@ -75,8 +99,8 @@ fn ldif() -> String {
          member: cn=cycle-a,ou=groups,{BASE}\nmember: {JANE_DN}\n\n\
          dn: cn=ops,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: ops\nmember: uid=john,ou=people,{BASE}\n\n\
          dn: cn=posix-users,ou=groups,{BASE}\nobjectClass: posixGroup\ncn: posix-users\ngidNumber: 5000\n\
-         memberUid: jane\n"
-    )
+         memberUid: jane\n\n"
+    ) + &chain_ldif()
 }
 
 /// The test PKI: a CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA.
@@ -462,6 +486,12 @@ async fn ldaps_login_gives_claims_and_nested_groups() {
 
     // Parentheses in the login name and the DN (escaped in both searches), `*()\` in the
     // password (not escaped: it is not part of a filter).
+    // Nesting is followed 10 levels above the direct group, no further.
+    let claims = id_claims(&login(&server, "ldap", "deep", DEEP_PW).await);
+    let expected: Vec<String> = (0..=10).map(|i| format!("chain-{i:02}")).collect();
+    assert_eq!(groups(&claims), expected, "{claims}");
+    assert!(server.log_text().contains("deeper than the limit"));
+
     let claims = id_claims(&login(&server, "ldap", "tim (ext)", TIM_PW).await);
     assert_eq!(claims["email"], "tim@example.org", "{claims}");
     assert_eq!(groups(&claims), vec!["contractors".to_owned()], "{claims}");

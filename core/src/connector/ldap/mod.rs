@@ -47,8 +47,6 @@ use super::{
     RefreshConnector,
 };
 
-pub use filter::escape_value as escape_filter_value;
-
 /// Time allowed to open a connection (TCP, TLS handshake, StartTLS).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for one operation (a bind, each reply of a search).
