@@ -331,7 +331,8 @@ fn connector(id: &str, transport: serde_json::Value) -> String {
 /// The connectors of the tests: LDAPS with the CA inline (`ldap`), StartTLS with the CA file
 /// (`starttls`), StartTLS and LDAPS trusting another CA (`starttls-wrong-ca`, `ldaps-wrong-ca`),
 /// LDAPS with the system roots (`ldaps-system-roots`), plain LDAP (`plain`), and LDAPS to a
-/// port that accepts connections but never answers (`silent`).
+/// port that accepts connections but never answers (`silent`), and one whose CA file does not
+/// exist (`broken`).
 fn connectors(slapd: &Slapd, silent_port: u16) -> String {
     let ca_data = base64::engine::general_purpose::STANDARD.encode(&slapd.pki.ca_pem);
     let ldaps = format!("127.0.0.1:{}", slapd.ldaps_port);
@@ -350,6 +351,7 @@ fn connectors(slapd: &Slapd, silent_port: u16) -> String {
         connector("ldaps-system-roots", serde_json::json!({"host": ldaps})),
         connector("plain", serde_json::json!({"host": ldap, "insecureNoSSL": true})),
         connector("silent", serde_json::json!({"host": format!("127.0.0.1:{silent_port}")})),
+        connector("broken", serde_json::json!({"host": ldaps, "rootCA": slapd.path("missing-ca.pem")})),
     ];
     format!("connectors:\n{}", list.concat())
 }
@@ -623,6 +625,12 @@ async fn starttls_and_ldaps_check_the_ca() {
         assert_eq!(page.status, 503, "{connector}: {}", page.html);
     }
     assert_eq!(slapd.binds_as(JANE_DN), binds, "a password was sent over an unverified connection");
+
+    // A connector that cannot open (its CA file is missing) is an error page naming nothing
+    // secret, not a 500; the reason, with the key, is in the server log.
+    let page = Browser::new(&server.issuer).open(&auth_url(&server, "broken")).await.page();
+    assert!(matches!(page.status.as_u16(), 400..=499 | 503), "{}: {}", page.status, page.html);
+    assert!(server.log_text().contains("rootCA"), "{}", server.log_text());
     let log = server.log_text();
     assert!(log.to_lowercase().contains("certificate"), "the TLS failure is not in the server log:\n{log}");
 }
