@@ -223,32 +223,49 @@ impl Slapd {
             }
         };
         let log = d.join("slapd.log");
-        let child = Command::new("/usr/sbin/slapd")
+        let child = Self::spawn(d, ldap_port, ldaps_port, &log);
+        let mut slapd = Slapd { child, dir, ldap_port, ldaps_port, pki, log };
+        slapd.wait_until_up();
+        slapd
+    }
+
+    fn spawn(dir: &Path, ldap_port: u16, ldaps_port: u16, log: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        Command::new("/usr/sbin/slapd")
             .arg("-f")
-            .arg(d.join("slapd.conf"))
+            .arg(dir.join("slapd.conf"))
             .arg("-h")
             .arg(format!("ldap://127.0.0.1:{ldap_port}/ ldaps://127.0.0.1:{ldaps_port}/"))
             // Debug level "stats" (connections, binds, searches) to stderr; stays in the foreground.
             .args(["-d", "256"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(log)
             .spawn()
-            .unwrap();
-        let mut slapd = Slapd { child, dir, ldap_port, ldaps_port, pki, log };
+            .unwrap()
+    }
+
+    fn wait_until_up(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let up = [ldap_port, ldaps_port].iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            let up = [self.ldap_port, self.ldaps_port]
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
             if up {
-                break;
+                return;
             }
-            if let Ok(Some(status)) = slapd.child.try_wait() {
-                panic!("slapd exited ({status}):\n{}", slapd.log_text());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("slapd exited ({status}):\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "slapd did not start:\n{}", slapd.log_text());
+            assert!(Instant::now() < deadline, "slapd did not start:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
-        slapd
+    }
+
+    /// Stops slapd: the directory becomes unreachable.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn log_text(&self) -> String {
@@ -718,4 +735,17 @@ async fn a_client_certificate_is_presented_when_the_directory_demands_one() {
     let page = failed_login(&server, "no-client-cert", "jane", JANE_PW).await;
     assert_eq!(page.status, 503, "{}", page.html);
     assert_eq!(slapd.binds_as(JANE_DN), binds);
+}
+
+#[tokio::test]
+async fn a_refresh_while_the_directory_is_down_is_temporarily_unavailable_not_invalid_grant() {
+    let Setup { mut slapd, server, .. } = setup().await;
+    let response = login(&server, "ldap", "jane", JANE_PW).await;
+    let refresh_token = response["refresh_token"].as_str().unwrap().to_owned();
+    slapd.stop();
+    // Unreachable is not "the user is gone": the client may retry, the grant is not refused.
+    let (status, body) =
+        token(&server, &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)]).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
+    assert!(server.log_text().contains("cannot connect to ldaps://127.0.0.1"), "{}", server.log_text());
 }
