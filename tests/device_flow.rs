@@ -520,7 +520,7 @@ async fn device_flow_polls_until_the_user_approves_then_issues_tokens() {
 }
 
 /// The device flow on Postgres: the device token's state changes are compare-and-swap updates
-/// there too (approve, collect once, then refused).
+/// there too (approve; ten parallel polls collect once, the rest `invalid_grant`, no 5xx).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_flow_on_postgres() {
     let Some(url) = url_or_skip("device_flow_on_postgres") else { return };
@@ -529,8 +529,14 @@ async fn device_flow_on_postgres() {
     let body = format!("{}{MOCK}", clients());
     let server = Server::start(Ports::new(), move |_, ports| config(ports, &storage, &body));
     let d = approved_device(&server).await;
-    let r = poll(&server, Auth::Basic(RP, RP_SECRET), &d.device_code, &[]).await;
-    assert_tokens(&server, &r, RP, true).await;
+    let polls = (0..10).map(|_| poll(&server, Auth::Basic(RP, RP_SECRET), &d.device_code, &[]));
+    let replies = futures::future::join_all(polls).await;
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "{:?}", replies.iter().map(|r| (r.status, &r.body)).collect::<Vec<_>>());
+    assert_tokens(&server, ok[0], RP, true).await;
+    for r in replies.iter().filter(|r| r.status != 200) {
+        r.assert_error(400, "invalid_grant");
+    }
     let r = poll(&server, Auth::Basic(RP, RP_SECRET), &d.device_code, &[]).await;
     r.assert_error(400, "invalid_grant");
     drop(server);
@@ -541,11 +547,20 @@ async fn device_flow_on_postgres() {
 // 2. Single use.
 
 /// F3: once the tokens were collected, the device code is spent (`invalid_grant`, RFC 6749
-/// §5.2), however often it is polled; the user code cannot be entered again either.
+/// §5.2), however often it is polled; the user code cannot be entered again, and a second
+/// tab's consent for the same user code is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_code_and_user_code_are_single_use() {
     let server = start(MOCK, "");
-    let d = approved_device(&server).await;
+    let d = start_device(&server, Auth::Basic(RP, RP_SECRET), &[("scope", SCOPE)]).await;
+    let browser = DeviceBrowser::new(&server);
+    let first = browser.until_approval(browser.enter_code(&server, &d.user_code).await).await;
+    let second = browser.until_approval(browser.enter_code(&server, &d.user_code).await).await;
+    let done = browser.decide(&first, "approve").await;
+    assert_eq!(done.status, 200, "{}", done.html);
+    let late = browser.decide(&second, "approve").await;
+    assert!((400..500).contains(&late.status.as_u16()), "the second tab: {}\n{}", late.status, late.html);
+    assert!(!late.html.contains("Return to your device"), "{}", late.html);
     let auth = Auth::Basic(RP, RP_SECRET);
     let r = poll(&server, auth, &d.device_code, &[]).await;
     assert_tokens(&server, &r, RP, true).await;
@@ -982,6 +997,60 @@ async fn two_devices_of_one_user_keep_separate_refresh_tokens() {
 
 // ---------------------------------------------------------------------------------------------
 // 10. Consent: always asked, and bound to the browser (CSRF).
+
+/// Dex's per-connector `grantTypes`: a device login offers only the connectors that allow the
+/// device grant (with one, the browser goes straight to it; a web login likewise to its own),
+/// and a connector restricted to other grants cannot be forced for a device login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_logins_offer_only_connectors_allowing_the_device_grant() {
+    let connectors = format!(
+        "connectors:\n\
+         - type: mockCallback\n  id: web\n  name: Web\n  grantTypes: [authorization_code, refresh_token]\n\
+         - type: mockCallback\n  id: tv\n  name: TV\n  grantTypes: ['{GRANT}', refresh_token]\n"
+    );
+    let server = start(&connectors, "");
+    let d = start_device(&server, Auth::Basic(RP, RP_SECRET), &[("scope", SCOPE)]).await;
+    let browser = DeviceBrowser::new(&server);
+    let page = browser.enter_code(&server, &d.user_code).await;
+    assert!(page.is_approval(), "the device login did not go straight to `tv`:\n{}", page.html);
+    let done = browser.decide(&page, "approve").await;
+    assert_eq!(done.status, 200, "{}", done.html);
+    let r = poll(&server, Auth::Basic(RP, RP_SECRET), &d.device_code, &[]).await;
+    let id = assert_tokens(&server, &r, RP, true).await;
+    // Dex's `sub` is protobuf {1: user id, 2: connector id}: the login went through `tv`.
+    let sub = b64url_decode(id["sub"].as_str().unwrap());
+    assert!(sub.ends_with(b"\x12\x02tv"), "the device login used another connector: {id}");
+    refresh(&server, Auth::Basic(RP, RP_SECRET), &r.field("refresh_token"))
+        .await
+        .assert_ok("refresh via `tv`");
+
+    // The web login goes straight to `web` (`tv` does not allow the code grant).
+    let mut auth = url::Url::parse(&format!("{}/auth", server.issuer)).unwrap();
+    auth.query_pairs_mut().extend_pairs([
+        ("client_id", RP),
+        ("redirect_uri", "https://rp.test/cb"),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("state", "st-1"),
+    ]);
+    let back = Browser::new(&server.issuer).authorize(auth.as_str(), None).await;
+    assert!(back.as_str().starts_with("https://rp.test/cb?"), "{back}");
+    drop(server);
+
+    // With a third connector for every grant, the device chooser lists `tv` and `any`, not
+    // `web`; and `web` forced for the device login is refused.
+    let server = start(&format!("{connectors}- type: mockCallback\n  id: any\n  name: Any\n"), "");
+    let d = start_device(&server, Auth::Basic(RP, RP_SECRET), &[("scope", SCOPE)]).await;
+    let browser = DeviceBrowser::new(&server);
+    let chooser = browser.enter_code(&server, &d.user_code).await;
+    let links = common::browser::links(&chooser.html);
+    let to = |id: &str| links.iter().find(|l| l.contains(&format!("/auth/{id}?req="))).cloned();
+    assert!(to("tv").is_some() && to("any").is_some(), "the device chooser:\n{}", chooser.html);
+    assert!(to("web").is_none(), "the device chooser offers `web`:\n{}", chooser.html);
+    let forced = to("tv").unwrap().replace("/auth/tv?", "/auth/web?");
+    let page = browser.open(&absolute(&browser.browser.origin, &forced)).await;
+    assert_eq!(page.status, 403, "`web` for a device login:\n{}", page.html);
+}
 
 /// RFC 8628 §5.4 (remote phishing): the device consent page is shown even with
 /// `oauth2.skipApprovalScreen: true`, so the user always sees which client they let in.
