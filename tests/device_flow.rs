@@ -698,6 +698,11 @@ async fn wrong_user_codes_show_an_error_and_are_throttled_per_ip() {
         assert!(!page.html.contains("<script>x"), "the typed code is not escaped:\n{}", page.html);
         assert!(!page.is_approval() && !page.is_password_form(), "{}", page.html);
     }
+    // The prefill of the entry page is escaped too.
+    let page =
+        browser.open(&format!("{}/device?user_code=%22%3E%3Cscript%3Ex%3C/script%3E", server.issuer)).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(!page.html.contains("<script>x"), "the prefilled code is not escaped:\n{}", page.html);
     // Six failures: the sixth blocked the IP's user-code entry for a while.
     let page = browser.enter_code(&server, unknown).await;
     assert_eq!(page.status, 429, "the seventh wrong code:\n{}", page.html);
