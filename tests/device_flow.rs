@@ -12,7 +12,7 @@
 //! 4. denial on the consent page: `access_denied`;
 //! 5. unknown device codes (`invalid_grant`), unknown or malformed user codes (an error page,
 //!    never a 5xx), and the per-IP throttle on wrong user codes (which also holds back a right
-//!    code until it ends);
+//!    code until it ends, and which valid codes between guesses do not reset);
 //! 6. client binding: another client cannot collect a device code's tokens; a confidential
 //!    client must authenticate at `/device/code` and when polling (RFC 8628 §3.1, §3.4); the
 //!    client secret never reaches the browser (Dex #4928);
@@ -722,6 +722,35 @@ async fn wrong_user_codes_show_an_error_and_are_throttled_per_ip() {
     tokio::time::sleep(Duration::from_millis(retry * 1000 + 200)).await;
     let page = browser.enter_code(&server, &d.user_code).await;
     assert!(page.is_approval(), "the right code after the lockout:\n{}", page.html);
+}
+
+/// F1: a guesser cannot dodge the backoff by entering a valid code of their own between
+/// guesses: that clears the per-IP backoff, but not the IP's budget of 20 failures per window,
+/// after which every code from the IP is refused (429) for the rest of the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_codes_between_guesses_do_not_reset_the_ip_budget() {
+    let server = start(MOCK, "");
+    let own = start_device(&server, Auth::Basic(RP, RP_SECRET), &[("scope", SCOPE)]).await;
+    let victim = start_device(&server, Auth::Basic(RP, RP_SECRET), &[("scope", SCOPE)]).await;
+    let guesser = DeviceBrowser::new(&server);
+    let mut wrong = ["BCDF-GHJK", "KJHG-FDCB", "LMNP-QRST", "TSRQ-PNML", "VWXZ-BCDF"].into_iter().cycle();
+    for round in 0..4 {
+        for _ in 0..5 {
+            let guess = wrong.next().unwrap();
+            let page = guesser.enter_code(&server, guess).await;
+            assert_eq!(page.status, 400, "round {round}, guess {guess}:\n{}", page.html);
+        }
+        let page = guesser.enter_code(&server, &own.user_code).await;
+        if round < 3 {
+            assert!(page.is_approval(), "round {round}: the guesser's own code:\n{}", page.html);
+        } else {
+            assert_eq!(page.status, 429, "after 20 failures, the guesser's own code:\n{}", page.html);
+        }
+    }
+    let page = DeviceBrowser::new(&server).enter_code(&server, &victim.user_code).await;
+    assert_eq!(page.status, 429, "after 20 failures from the IP, the victim's code:\n{}", page.html);
+    let retry: u64 = page.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 60, "the IP block ends with the window, not after a short backoff: {retry} s");
 }
 
 /// The device pages' other entry points with garbage: never a 5xx.
