@@ -28,9 +28,11 @@
 //! ```
 
 mod config;
+mod github;
 pub mod local;
 pub mod mock_callback;
 pub mod mock_password;
+mod oauth2;
 mod registry;
 mod set;
 pub mod throttle;

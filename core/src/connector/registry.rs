@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::config::{self, ConnectorConfig};
-use super::{ConnectorError, ConnectorImpl, OpenConnector, OpenContext, local, mock_callback, mock_password};
+use super::{
+    ConnectorError, ConnectorImpl, OpenConnector, OpenContext, github, local, mock_callback, mock_password,
+};
 use crate::storage;
 
 type Factory = fn(&storage::Connector, &OpenContext) -> Result<Arc<dyn ConnectorImpl>, ConnectorError>;
@@ -18,6 +20,7 @@ fn factory<C: ConnectorConfig>(
 /// Every supported type, by Dex's type name.
 const REGISTRY: &[(&str, Factory)] = &[
     (super::LOCAL_CONNECTOR_TYPE, factory::<local::LocalConfig>),
+    ("github", factory::<github::GitHubConfig>),
     ("mockCallback", factory::<mock_callback::MockCallbackConfig>),
     ("mockPassword", factory::<mock_password::MockPasswordConfig>),
 ];
