@@ -166,7 +166,11 @@ impl GitHubConnector {
         }
         if !c.org.is_empty() {
             if !c.orgs.is_empty() {
-                return Err(invalid(id, "org", "cannot be used together with \"orgs\"; move it into \"orgs\""));
+                return Err(invalid(
+                    id,
+                    "org",
+                    "cannot be used together with \"orgs\"; move it into \"orgs\"",
+                ));
             }
             tracing::warn!(connector_id = %id, "github: the \"org\" key is deprecated; use \"orgs\"");
         }
@@ -174,7 +178,11 @@ impl GitHubConnector {
             return Err(invalid(id, &format!("orgs[{i}].name"), "required; it is empty or missing"));
         }
         if c.host_name.contains('/') {
-            return Err(invalid(id, "hostName", "must be a host name (with an optional port), not a URL or path"));
+            return Err(invalid(
+                id,
+                "hostName",
+                "must be a host name (with an optional port), not a URL or path",
+            ));
         }
         if !c.root_ca.is_empty() && c.host_name.is_empty() {
             return Err(invalid(id, "rootCA", "needs \"hostName\" (it is for GitHub Enterprise hosts)"));
@@ -201,8 +209,15 @@ impl GitHubConnector {
         let roots: Vec<RootCa> =
             if c.root_ca.is_empty() { Vec::new() } else { vec![RootCa::File("rootCA", c.root_ca.clone())] };
         let http = oauth2::http_client(id, &roots, false)?;
-        let oauth =
-            OAuth2Client::new(id, &c.client_id, &c.client_secret, &auth_url, &token_url, AuthStyle::Auto, http);
+        let oauth = OAuth2Client::new(
+            id,
+            &c.client_id,
+            &c.client_secret,
+            &auth_url,
+            &token_url,
+            AuthStyle::Auto,
+            http,
+        );
         Ok(Self {
             id: id.to_owned(),
             redirect_uri: c.redirect_uri,
@@ -233,12 +248,8 @@ impl GitHubConnector {
     }
 
     async fn get(&self, token: &str, url: &str, what: &str) -> Result<oauth2::Answer, ConnectorError> {
-        let request = self
-            .oauth
-            .http()
-            .get(url)
-            .bearer_auth(token)
-            .header("X-GitHub-Api-Version", API_VERSION);
+        let request =
+            self.oauth.http().get(url).bearer_auth(token).header("X-GitHub-Api-Version", API_VERSION);
         oauth2::send(&self.id, what, request).await
     }
 
@@ -332,7 +343,12 @@ impl GitHubConnector {
     }
 
     /// The groups, or [`ConnectorError::Refused`] when the orgs filter does not admit the user.
-    async fn groups(&self, token: &str, scopes: &ConnectorScopes, login: &str) -> Result<Vec<String>, ConnectorError> {
+    async fn groups(
+        &self,
+        token: &str,
+        scopes: &ConnectorScopes,
+        login: &str,
+    ) -> Result<Vec<String>, ConnectorError> {
         if !self.orgs.is_empty() {
             let mut teams: Option<Vec<Team>> = None;
             let mut groups = Vec::new();
@@ -499,7 +515,11 @@ impl CallbackConnector for GitHubConnector {
 
 #[async_trait]
 impl RefreshConnector for GitHubConnector {
-    async fn refresh(&self, scopes: &ConnectorScopes, identity: Identity) -> Result<Identity, ConnectorError> {
+    async fn refresh(
+        &self,
+        scopes: &ConnectorScopes,
+        identity: Identity,
+    ) -> Result<Identity, ConnectorError> {
         if identity.connector_data.is_empty() {
             return Err(ConnectorError::Refused("no upstream access token was kept for this login".into()));
         }
@@ -569,8 +589,9 @@ mod tests {
 
     #[test]
     fn enterprise_hosts_use_api_v3() {
-        let c = open(serde_json::json!({"clientID": "id", "clientSecret": "s", "hostName": "ghe.example:8443"}))
-            .unwrap();
+        let c =
+            open(serde_json::json!({"clientID": "id", "clientSecret": "s", "hostName": "ghe.example:8443"}))
+                .unwrap();
         assert_eq!(c.api_url, "https://ghe.example:8443/api/v3");
         assert!(c.enterprise);
     }
@@ -587,7 +608,8 @@ mod tests {
         assert_eq!(q["state"], "st");
         assert_eq!(q["redirect_uri"], cb);
         assert_eq!(LoginState::decode(&r.state_data, "").redirect_uri, cb);
-        let r = c.login_url(&ConnectorScopes { groups: true, offline_access: false }, cb, "st").await.unwrap();
+        let r =
+            c.login_url(&ConnectorScopes { groups: true, offline_access: false }, cb, "st").await.unwrap();
         assert!(r.url.contains("scope=user%3Aemail+read%3Aorg"), "{}", r.url);
     }
 

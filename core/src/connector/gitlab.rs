@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::config::ConnectorConfig;
-use super::oauth2::{self, AuthStyle, LoginState, OAuth2Client, RootCa, Secret, TokenResponse, invalid, require};
+use super::oauth2::{
+    self, AuthStyle, LoginState, OAuth2Client, RootCa, Secret, TokenResponse, invalid, require,
+};
 use super::{
     CallbackConnector, CallbackParams, ConnectorError, ConnectorImpl, ConnectorScopes, Identity,
     LoginRedirect, OpenContext, RefreshConnector, TokenIdentityConnector,
@@ -143,7 +145,12 @@ impl GitLabConnector {
         !self.groups.is_empty() || scopes.groups
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, token: &str, path: &str, what: &str) -> Result<T, ConnectorError> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+        what: &str,
+    ) -> Result<T, ConnectorError> {
         let request = self.oauth.http().get(format!("{}{path}", self.base_url)).bearer_auth(token);
         let answer = oauth2::send(&self.id, what, request).await?;
         if !answer.status.is_success() {
@@ -154,14 +161,23 @@ impl GitLabConnector {
 
     /// The user's groups from userinfo, with `group:role` entries when asked, filtered by
     /// `groups` ([`ConnectorError::Refused`] when none is left).
-    async fn user_groups(&self, token: &str, scopes: &ConnectorScopes, login: &str) -> Result<Vec<String>, ConnectorError> {
+    async fn user_groups(
+        &self,
+        token: &str,
+        scopes: &ConnectorScopes,
+        login: &str,
+    ) -> Result<Vec<String>, ConnectorError> {
         let info: UserInfo = self.get(token, "/oauth/userinfo", "get userinfo").await?;
         let mut groups = info.groups.clone();
         if self.get_groups_permission {
             for group in &info.groups {
-                let role = [("owner", &info.owner), ("maintainer", &info.maintainer), ("developer", &info.developer)]
-                    .into_iter()
-                    .find(|(_, paths)| paths.iter().any(|p| within(group, p)));
+                let role = [
+                    ("owner", &info.owner),
+                    ("maintainer", &info.maintainer),
+                    ("developer", &info.developer),
+                ]
+                .into_iter()
+                .find(|(_, paths)| paths.iter().any(|p| within(group, p)));
                 if let Some((role, _)) = role {
                     groups.push(format!("{group}:{role}"));
                 }
@@ -179,7 +195,11 @@ impl GitLabConnector {
         Ok(if scopes.groups { groups } else { Vec::new() })
     }
 
-    async fn identity(&self, scopes: &ConnectorScopes, token: &TokenResponse) -> Result<Identity, ConnectorError> {
+    async fn identity(
+        &self,
+        scopes: &ConnectorScopes,
+        token: &TokenResponse,
+    ) -> Result<Identity, ConnectorError> {
         let user: User = self.get(&token.access_token, "/api/v4/user", "get user").await?;
         let mut identity = Identity {
             user_id: if self.use_login_as_id { user.username.clone() } else { user.id.to_string() },
@@ -212,12 +232,17 @@ fn within(group: &str, path: &str) -> bool {
 impl CallbackConnector for GitLabConnector {
     async fn login_url(
         &self,
-        _scopes: &ConnectorScopes,
+        scopes: &ConnectorScopes,
         callback_url: &str,
         state: &str,
     ) -> Result<LoginRedirect, ConnectorError> {
         let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url)?;
-        let scopes = [SCOPE_USER.to_owned(), SCOPE_OPENID.to_owned()];
+        // As Dex: `openid` (for the userinfo groups) only when groups are needed.
+        let scopes = if self.groups_required(scopes) {
+            vec![SCOPE_USER.to_owned(), SCOPE_OPENID.to_owned()]
+        } else {
+            vec![SCOPE_USER.to_owned()]
+        };
         let url = self.oauth.authorization_url(&redirect_uri, &scopes, state, &[])?;
         Ok(LoginRedirect { url, state_data: LoginState { redirect_uri, nonce: String::new() }.encode() })
     }
@@ -237,9 +262,14 @@ impl CallbackConnector for GitLabConnector {
 
 #[async_trait]
 impl RefreshConnector for GitLabConnector {
-    async fn refresh(&self, scopes: &ConnectorScopes, identity: Identity) -> Result<Identity, ConnectorError> {
-        let data: ConnectorData = serde_json::from_slice(&identity.connector_data)
-            .map_err(|_| ConnectorError::Refused("no readable upstream token was kept for this login".into()))?;
+    async fn refresh(
+        &self,
+        scopes: &ConnectorScopes,
+        identity: Identity,
+    ) -> Result<Identity, ConnectorError> {
+        let data: ConnectorData = serde_json::from_slice(&identity.connector_data).map_err(|_| {
+            ConnectorError::Refused("no readable upstream token was kept for this login".into())
+        })?;
         let token = if !data.refresh_token.is_empty() {
             self.oauth.refresh(&data.refresh_token).await?
         } else if !data.access_token.is_empty() {
@@ -298,8 +328,10 @@ mod tests {
     fn defaults_and_config_errors() {
         let c = open(serde_json::json!({"clientID": "id", "clientSecret": "s"})).unwrap();
         assert_eq!(c.base_url, "https://gitlab.com");
-        let c = open(serde_json::json!({"clientID": "id", "clientSecret": "s", "baseURL": "https://git.example/"}))
-            .unwrap();
+        let c = open(
+            serde_json::json!({"clientID": "id", "clientSecret": "s", "baseURL": "https://git.example/"}),
+        )
+        .unwrap();
         assert_eq!(c.base_url, "https://git.example");
         let e = open(serde_json::json!({"clientID": "id", "clientSecret": "s", "baseURL": "git.example"}))
             .unwrap_err()
@@ -322,10 +354,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn login_url_asks_for_read_user_and_openid() {
+    async fn login_url_asks_for_read_user_and_openid_for_groups() {
         let c = open(serde_json::json!({"clientID": "id", "clientSecret": "s"})).unwrap();
         let r = c.login_url(&ConnectorScopes::default(), "https://id.example/cb", "st").await.unwrap();
         assert!(r.url.starts_with("https://gitlab.com/oauth/authorize?"), "{}", r.url);
+        assert!(r.url.contains("scope=read_user&"), "{}", r.url);
+        let groups = ConnectorScopes { groups: true, offline_access: false };
+        let r = c.login_url(&groups, "https://id.example/cb", "st").await.unwrap();
         assert!(r.url.contains("scope=read_user+openid"), "{}", r.url);
     }
 

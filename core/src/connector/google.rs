@@ -222,8 +222,11 @@ impl GoogleConnector {
         if c.client_secret.is_empty() {
             return Err(invalid(id, "clientSecret", "required; it is empty or missing"));
         }
-        let issuer =
-            if c.issuer.is_empty() { DEFAULT_ISSUER.to_owned() } else { oauth2::require_url(id, "issuer", &c.issuer)? };
+        let issuer = if c.issuer.is_empty() {
+            DEFAULT_ISSUER.to_owned()
+        } else {
+            oauth2::require_url(id, "issuer", &c.issuer)?
+        };
         let directory_api_url = if c.directory_api_url.is_empty() {
             DEFAULT_DIRECTORY_API_URL.to_owned()
         } else {
@@ -267,7 +270,8 @@ impl GoogleConnector {
                 tokens: Mutex::new(HashMap::new()),
             })
         };
-        let scopes = if c.scopes.is_empty() { vec!["profile".to_owned(), "email".to_owned()] } else { c.scopes };
+        let scopes =
+            if c.scopes.is_empty() { vec!["profile".to_owned(), "email".to_owned()] } else { c.scopes };
         Ok(Self {
             id: id.to_owned(),
             client_id: c.client_id,
@@ -301,11 +305,15 @@ impl GoogleConnector {
                 }
                 let d: Discovery = answer.json(&self.id, "discovery")?;
                 if d.issuer.trim_end_matches('/') != self.issuer {
-                    return Err(self.upstream("discovery", format!("the document is for the issuer {:?}", d.issuer)));
+                    return Err(
+                        self.upstream("discovery", format!("the document is for the issuer {:?}", d.issuer))
+                    );
                 }
-                for (name, value) in
-                    [("authorization_endpoint", &d.authorization_endpoint), ("token_endpoint", &d.token_endpoint), ("jwks_uri", &d.jwks_uri)]
-                {
+                for (name, value) in [
+                    ("authorization_endpoint", &d.authorization_endpoint),
+                    ("token_endpoint", &d.token_endpoint),
+                    ("jwks_uri", &d.jwks_uri),
+                ] {
                     if url::Url::parse(value).is_err() {
                         return Err(self.upstream("discovery", format!("{name} is missing or not a URL")));
                     }
@@ -336,7 +344,11 @@ impl GoogleConnector {
     }
 
     /// Verifies an ID token and returns its claims. `nonce` is checked when not empty.
-    async fn verify_id_token(&self, raw: &str, nonce: &str) -> Result<serde_json::Map<String, Value>, ConnectorError> {
+    async fn verify_id_token(
+        &self,
+        raw: &str,
+        nonce: &str,
+    ) -> Result<serde_json::Map<String, Value>, ConnectorError> {
         let provider = self.provider().await?;
         let now = self.clock.now().timestamp();
         let mut jwks = self.jwks.lock().await;
@@ -353,7 +365,9 @@ impl GoogleConnector {
             }
         };
         let mut outcome = verify(&jwks.keys);
-        if outcome == Err(VerifyError::UnknownKey) && jwks.fetched.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_AFTER) {
+        if outcome == Err(VerifyError::UnknownKey)
+            && jwks.fetched.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_AFTER)
+        {
             // Google rotates its keys: an unknown key id may be a new key.
             self.fetch_jwks(provider, &mut jwks).await?;
             outcome = verify(&jwks.keys);
@@ -372,7 +386,9 @@ impl GoogleConnector {
             return Err(self.upstream("verify ID token", "the token is not for this client (aud)"));
         }
         if !nonce.is_empty() && claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
-            return Err(ConnectorError::InvalidCallback("the ID token's nonce does not match this login".into()));
+            return Err(ConnectorError::InvalidCallback(
+                "the ID token's nonce does not match this login".into(),
+            ));
         }
         Ok(claims)
     }
@@ -393,8 +409,14 @@ impl GoogleConnector {
             return Err(self.upstream("verify ID token", "the token has no sub"));
         }
         if !self.hosted_domains.is_empty() && !self.hosted_domains.contains(&hd) {
-            let shown = if hd.is_empty() { "no hosted domain (a consumer account)".to_owned() } else { format!("the hosted domain {hd:?}") };
-            return Err(ConnectorError::Refused(format!("the Google account has {shown}, which is not allowed here")));
+            let shown = if hd.is_empty() {
+                "no hosted domain (a consumer account)".to_owned()
+            } else {
+                format!("the hosted domain {hd:?}")
+            };
+            return Err(ConnectorError::Refused(format!(
+                "the Google account has {shown}, which is not allowed here"
+            )));
         }
         let email_verified = match claims.get("email_verified") {
             Some(Value::Bool(b)) => *b,
@@ -454,7 +476,9 @@ impl GoogleConnector {
         let mut page_token = String::new();
         loop {
             if *budget == 0 {
-                return Err(self.upstream("list groups", format!("more than {MAX_DIRECTORY_REQUESTS} requests")));
+                return Err(
+                    self.upstream("list groups", format!("more than {MAX_DIRECTORY_REQUESTS} requests"))
+                );
             }
             *budget -= 1;
             let mut url = url::Url::parse(&format!("{}/admin/directory/v1/groups", directory.api_url))
@@ -463,12 +487,17 @@ impl GoogleConnector {
             if !page_token.is_empty() {
                 url.query_pairs_mut().append_pair("pageToken", &page_token);
             }
-            let answer = oauth2::send(&self.id, "list groups", self.http.get(url).bearer_auth(&token)).await?;
+            let answer =
+                oauth2::send(&self.id, "list groups", self.http.get(url).bearer_auth(&token)).await?;
             if !answer.status.is_success() {
                 // A 401 here is the service account's token, not the user's: not a refusal.
                 return Err(self.upstream(
                     "list groups",
-                    format!("HTTP {}: {}", answer.status, oauth2::sanitize(&String::from_utf8_lossy(&answer.body), 200)),
+                    format!(
+                        "HTTP {}: {}",
+                        answer.status,
+                        oauth2::sanitize(&String::from_utf8_lossy(&answer.body), 200)
+                    ),
                 ));
             }
             let page: GroupsPage = answer.json(&self.id, "list groups")?;
@@ -478,7 +507,8 @@ impl GoogleConnector {
                 }
                 out.push(group.email.clone());
                 if directory.transitive {
-                    let nested = Box::pin(self.directory_groups(directory, &group.email, seen, budget)).await?;
+                    let nested =
+                        Box::pin(self.directory_groups(directory, &group.email, seen, budget)).await?;
                     out.extend(nested);
                 }
             }
@@ -512,15 +542,23 @@ impl GoogleConnector {
         if !account.key_id.is_empty() {
             header.kid = Some(account.key_id.clone());
         }
-        let assertion = jsonwebtoken::encode(&header, &claims, &account.key)
-            .map_err(|e| ConnectorError::Internal(format!("connector {:?}: signing the assertion: {e}", self.id)))?;
-        let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
+        let assertion = jsonwebtoken::encode(&header, &claims, &account.key).map_err(|e| {
+            ConnectorError::Internal(format!("connector {:?}: signing the assertion: {e}", self.id))
+        })?;
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.as_str()),
+        ];
         let request = self.http.post(&account.token_uri).form(&form);
         let answer = oauth2::send(&self.id, "service account token", request).await?;
         if !answer.status.is_success() {
             return Err(self.upstream(
                 "service account token",
-                format!("HTTP {}: {}", answer.status, oauth2::sanitize(&String::from_utf8_lossy(&answer.body), 200)),
+                format!(
+                    "HTTP {}: {}",
+                    answer.status,
+                    oauth2::sanitize(&String::from_utf8_lossy(&answer.body), 200)
+                ),
             ));
         }
         let body: Value = answer.json(&self.id, "service account token")?;
@@ -540,11 +578,16 @@ impl GoogleConnector {
 }
 
 fn read_service_account(id: &str, key: &str, path: &str) -> Result<ServiceAccount, ConnectorError> {
-    let bytes = std::fs::read(path).map_err(|e| invalid(id, key, format!("cannot read the file {path:?}: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| invalid(id, key, format!("cannot read the file {path:?}: {e}")))?;
     let file: ServiceAccountFile = serde_json::from_slice(&bytes)
         .map_err(|_| invalid(id, key, format!("{path:?} is not a service account key file (JSON)")))?;
     if !file.kind.is_empty() && file.kind != "service_account" {
-        return Err(invalid(id, key, format!("{path:?} holds {:?} credentials, not a service account", file.kind)));
+        return Err(invalid(
+            id,
+            key,
+            format!("{path:?} holds {:?} credentials, not a service account", file.kind),
+        ));
     }
     if file.client_email.is_empty() {
         return Err(invalid(id, key, format!("{path:?} has no client_email")));
@@ -555,7 +598,12 @@ fn read_service_account(id: &str, key: &str, path: &str) -> Result<ServiceAccoun
     if url::Url::parse(&token_uri).is_err() {
         return Err(invalid(id, key, format!("the token_uri of {path:?} is not a URL")));
     }
-    Ok(ServiceAccount { client_email: file.client_email, key_id: file.private_key_id, key: key_pair, token_uri })
+    Ok(ServiceAccount {
+        client_email: file.client_email,
+        key_id: file.private_key_id,
+        key: key_pair,
+        token_uri,
+    })
 }
 
 #[async_trait]
@@ -601,7 +649,11 @@ impl CallbackConnector for GoogleConnector {
 
 #[async_trait]
 impl RefreshConnector for GoogleConnector {
-    async fn refresh(&self, scopes: &ConnectorScopes, identity: Identity) -> Result<Identity, ConnectorError> {
+    async fn refresh(
+        &self,
+        scopes: &ConnectorScopes,
+        identity: Identity,
+    ) -> Result<Identity, ConnectorError> {
         let refresh_token = String::from_utf8(identity.connector_data).unwrap_or_default();
         if refresh_token.is_empty() {
             return Err(ConnectorError::Refused("no Google refresh token was kept for this login".into()));
@@ -634,15 +686,21 @@ mod tests {
 
     #[test]
     fn directory_settings_are_checked() {
-        let e = open(json!({"clientID": "c", "clientSecret": "s", "serviceAccountFilePath": "/x.json"})).unwrap_err();
+        let e = open(json!({"clientID": "c", "clientSecret": "s", "serviceAccountFilePath": "/x.json"}))
+            .unwrap_err();
         assert!(e.to_string().contains("key \"domainToAdminEmail\""), "{e}");
-        let e = open(json!({"clientID": "c", "clientSecret": "s", "serviceAccountFilePath": "/nonexistent.json",
+        let e =
+            open(json!({"clientID": "c", "clientSecret": "s", "serviceAccountFilePath": "/nonexistent.json",
             "adminEmail": "admin@example.com"}))
-        .unwrap_err();
+            .unwrap_err();
         assert!(e.to_string().contains("key \"serviceAccountFilePath\""), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sa.json");
-        std::fs::write(&path, r#"{"type": "service_account", "client_email": "sa@p.iam", "private_key": "nope"}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"type": "service_account", "client_email": "sa@p.iam", "private_key": "nope"}"#,
+        )
+        .unwrap();
         let e = open(json!({"clientID": "c", "clientSecret": "s", "serviceAccountFilePath": path,
             "domainToAdminEmail": {"*": "admin@example.com"}}))
         .unwrap_err();

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::config::ConnectorConfig;
-use super::oauth2::{self, AuthStyle, LoginState, MAX_PAGES, OAuth2Client, Secret, TokenResponse, invalid, require};
+use super::oauth2::{
+    self, AuthStyle, LoginState, MAX_PAGES, OAuth2Client, Secret, TokenResponse, invalid, require,
+};
 use super::{
     CallbackConnector, CallbackParams, ConnectorError, ConnectorImpl, ConnectorScopes, Identity,
     LoginRedirect, OpenContext, RefreshConnector,
@@ -140,11 +142,11 @@ struct User {
 }
 
 /// A Graph collection page.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Deserialize)]
 struct Page<T> {
+    #[serde(default = "Vec::new")]
     value: Vec<T>,
-    #[serde(rename = "@odata.nextLink")]
+    #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
 }
 
@@ -161,8 +163,11 @@ impl MicrosoftConnector {
         if c.client_secret.is_empty() {
             return Err(invalid(id, "clientSecret", "required; it is empty or missing"));
         }
-        let api_url =
-            if c.api_url.is_empty() { DEFAULT_API_URL.to_owned() } else { oauth2::require_url(id, "apiURL", &c.api_url)? };
+        let api_url = if c.api_url.is_empty() {
+            DEFAULT_API_URL.to_owned()
+        } else {
+            oauth2::require_url(id, "apiURL", &c.api_url)?
+        };
         let graph_url = if c.graph_url.is_empty() {
             DEFAULT_GRAPH_URL.to_owned()
         } else {
@@ -170,15 +175,21 @@ impl MicrosoftConnector {
         };
         let tenant = if c.tenant.is_empty() { "common".to_owned() } else { c.tenant };
         if tenant.contains(['/', '?', '#']) {
-            return Err(invalid(id, "tenant", "must be common, organizations, consumers or a tenant id or domain"));
+            return Err(invalid(
+                id,
+                "tenant",
+                "must be common, organizations, consumers or a tenant id or domain",
+            ));
         }
         let group_name_format = match c.group_name_format.as_str() {
             "" | "name" => GroupNameFormat::Name,
             "id" => GroupNameFormat::Id,
             _ => return Err(invalid(id, "groupNameFormat", "must be \"name\" or \"id\"")),
         };
-        if !matches!(c.preferred_username_field.as_str(), "" | "name" | "email" | "mailNickname" | "onPremisesSamAccountName")
-        {
+        if !matches!(
+            c.preferred_username_field.as_str(),
+            "" | "name" | "email" | "mailNickname" | "onPremisesSamAccountName"
+        ) {
             tracing::warn!(connector_id = %id, "microsoft: unknown preferredUsernameField; preferred_username stays empty");
         }
         if c.batch_group_lookups {
@@ -256,7 +267,8 @@ impl MicrosoftConnector {
             "{}/v1.0/me?$select=id,displayName,userPrincipalName,mailNickname,onPremisesSamAccountName",
             self.graph_url
         );
-        let answer = oauth2::send(&self.id, "get user", self.oauth.http().get(url).bearer_auth(token)).await?;
+        let answer =
+            oauth2::send(&self.id, "get user", self.oauth.http().get(url).bearer_auth(token)).await?;
         if !answer.status.is_success() {
             return Err(self.graph_error(&answer, "get user"));
         }
@@ -314,11 +326,10 @@ impl MicrosoftConnector {
             GroupNameFormat::Id => ids,
             GroupNameFormat::Name => self.group_names(token, &ids).await?,
         };
-        if self.groups.is_empty() {
-            return Ok(groups);
-        }
+        // As Dex: `groups` admits users in at least one of them; `useGroupsAsWhitelist`
+        // reduces the claim to them (to nothing when `groups` is empty).
         let filtered = oauth2::filter_groups(&groups, &self.groups);
-        if filtered.is_empty() {
+        if !self.groups.is_empty() && filtered.is_empty() {
             return Err(ConnectorError::Refused(format!(
                 "the Microsoft user {user_id:?} is not in any of the required groups"
             )));
@@ -397,7 +408,11 @@ impl CallbackConnector for MicrosoftConnector {
 
 #[async_trait]
 impl RefreshConnector for MicrosoftConnector {
-    async fn refresh(&self, scopes: &ConnectorScopes, identity: Identity) -> Result<Identity, ConnectorError> {
+    async fn refresh(
+        &self,
+        scopes: &ConnectorScopes,
+        identity: Identity,
+    ) -> Result<Identity, ConnectorError> {
         if identity.connector_data.is_empty() {
             return Err(ConnectorError::Refused("no upstream token was kept for this login".into()));
         }
@@ -405,7 +420,9 @@ impl RefreshConnector for MicrosoftConnector {
             .map_err(|_| ConnectorError::Refused("the kept upstream token is unreadable".into()))?;
         // Go's oauth2: a token is valid until ten seconds before its expiry; no expiry, forever.
         let valid = !data.access_token.is_empty()
-            && data.expiry.is_none_or(|e| e.timestamp() <= 0 || e > self.clock.now() + chrono::Duration::seconds(10));
+            && data
+                .expiry
+                .is_none_or(|e| e.timestamp() <= 0 || e > self.clock.now() + chrono::Duration::seconds(10));
         let (access_token, connector_data) = if valid {
             (data.access_token, identity.connector_data.clone())
         } else if !data.refresh_token.is_empty() {
@@ -413,7 +430,9 @@ impl RefreshConnector for MicrosoftConnector {
             let kept = self.connector_data(&token);
             (token.access_token, kept)
         } else {
-            return Err(ConnectorError::Refused("the upstream access token expired and no refresh token was kept".into()));
+            return Err(ConnectorError::Refused(
+                "the upstream access token expired and no refresh token was kept".into(),
+            ));
         };
         let fresh = self.identity(scopes, &access_token).await?;
         Ok(Identity {
@@ -456,8 +475,12 @@ mod tests {
         let c = open(json!({"clientID": "cid", "clientSecret": "s", "tenant": "t1", "promptType": "consent",
             "domainHint": "example.com"}))
         .unwrap();
-        let r = c.login_url(&ConnectorScopes { groups: true, offline_access: true }, "https://id.example/cb", "st").await.unwrap();
-        let q: std::collections::HashMap<_, _> = url::Url::parse(&r.url).unwrap().query_pairs().into_owned().collect();
+        let r = c
+            .login_url(&ConnectorScopes { groups: true, offline_access: true }, "https://id.example/cb", "st")
+            .await
+            .unwrap();
+        let q: std::collections::HashMap<_, _> =
+            url::Url::parse(&r.url).unwrap().query_pairs().into_owned().collect();
         assert_eq!(q["scope"], "user.read directory.read.all offline_access");
         assert_eq!((q["prompt"].as_str(), q["domain_hint"].as_str()), ("consent", "example.com"));
     }
@@ -469,7 +492,8 @@ mod tests {
             let c = open(json!({"clientID": "c", "clientSecret": "s", "tenant": t})).unwrap();
             assert!(!c.groups_required(&groups), "{t}");
         }
-        let c = open(json!({"clientID": "c", "clientSecret": "s", "tenant": "contoso.onmicrosoft.com"})).unwrap();
+        let c =
+            open(json!({"clientID": "c", "clientSecret": "s", "tenant": "contoso.onmicrosoft.com"})).unwrap();
         assert!(c.groups_required(&groups));
     }
 
@@ -483,12 +507,14 @@ mod tests {
 
     #[test]
     fn dex_connector_data_is_read() {
-        let d: ConnectorData =
-            serde_json::from_str(r#"{"accessToken":"a","refreshToken":"r","expiry":"2024-05-01T10:00:00.123456789+02:00"}"#)
-                .unwrap();
+        let d: ConnectorData = serde_json::from_str(
+            r#"{"accessToken":"a","refreshToken":"r","expiry":"2024-05-01T10:00:00.123456789+02:00"}"#,
+        )
+        .unwrap();
         assert_eq!(d.expiry.unwrap().timestamp(), 1714550400);
         let d: ConnectorData =
-            serde_json::from_str(r#"{"accessToken":"a","refreshToken":"r","expiry":"0001-01-01T00:00:00Z"}"#).unwrap();
+            serde_json::from_str(r#"{"accessToken":"a","refreshToken":"r","expiry":"0001-01-01T00:00:00Z"}"#)
+                .unwrap();
         assert!(d.expiry.unwrap().timestamp() < 0);
     }
 }

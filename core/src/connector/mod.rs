@@ -29,9 +29,13 @@
 
 mod config;
 mod github;
+mod gitlab;
+mod google;
 pub mod local;
+mod microsoft;
 pub mod mock_callback;
 pub mod mock_password;
+mod oauth;
 mod oauth2;
 mod registry;
 mod set;

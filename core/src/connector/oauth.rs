@@ -143,7 +143,9 @@ impl OAuthConnector {
     ) -> Result<Identity, ConnectorError> {
         let user_id = match lookup(info, &self.user_id_key) {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.as_f64().map(oauth2::go_float_string).unwrap_or_else(|| n.to_string()),
+            Some(Value::Number(n)) => {
+                n.as_f64().map(oauth2::go_float_string).unwrap_or_else(|| n.to_string())
+            }
             Some(_) => {
                 return Err(ConnectorError::Upstream(format!(
                     "connector {:?}: userinfo {:?} is neither a string nor a number",
@@ -175,8 +177,7 @@ impl OAuthConnector {
             identity.groups = groups;
         }
         if scopes.offline_access {
-            identity.connector_data =
-                serde_json::to_vec(&ConnectorData { access_token }).unwrap_or_default();
+            identity.connector_data = serde_json::to_vec(&ConnectorData { access_token }).unwrap_or_default();
         }
         Ok(identity)
     }
@@ -202,7 +203,8 @@ fn add_groups(groups: &mut Vec<String>, claim: Option<&Value>) {
 /// The claims of a JWT's payload, unverified (the token came from the token endpoint itself).
 fn jwt_claims(token: &str) -> Option<serde_json::Map<String, Value>> {
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     match serde_json::from_slice(&bytes).ok()? {
         Value::Object(map) => Some(map),
         _ => None,
@@ -297,7 +299,8 @@ mod tests {
         let c = open(json!({"userIDKey": "uid", "claimMapping": {"userNameKey": "profile.name",
             "emailKey": "mail", "groupsKey": "teams", "emailVerifiedKey": "verified"}}));
         let s = ConnectorScopes { groups: true, offline_access: false };
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"teams":["from-token","x"]}"#);
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"teams":["from-token","x"]}"#);
         let token = format!("eyJhbGciOiJub25lIn0.{payload}.sig");
         let id = c
             .map(
@@ -328,8 +331,10 @@ mod tests {
     fn urls_are_required() {
         let e = OAuthConnector::open(
             "oa",
-            serde_json::from_value(json!({"clientID": "id", "tokenURL": "https://x/t", "authorizationURL": "https://x/a"}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"clientID": "id", "tokenURL": "https://x/t", "authorizationURL": "https://x/a"}),
+            )
+            .unwrap(),
         )
         .unwrap_err()
         .to_string();

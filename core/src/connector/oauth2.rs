@@ -388,11 +388,15 @@ impl OAuth2Client {
         let fields: serde_json::Map<String, Value> = if is_json || bytes.first() == Some(&b'{') {
             match serde_json::from_slice(&bytes) {
                 Ok(Value::Object(map)) => map,
-                _ if status.is_server_error() => return Err(TokenFailure::Upstream(format!("HTTP {status}"))),
+                _ if status.is_server_error() => {
+                    return Err(TokenFailure::Upstream(format!("HTTP {status}")));
+                }
                 _ => return Err(TokenFailure::Upstream(format!("HTTP {status} with a malformed JSON body"))),
             }
         } else {
-            url::form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), Value::String(v.into()))).collect()
+            url::form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into())))
+                .collect()
         };
         if status.is_server_error() {
             return Err(TokenFailure::Upstream(format!("HTTP {status}")));
@@ -500,7 +504,11 @@ pub(crate) struct Answer {
 
 impl Answer {
     /// The body as JSON of type `T`; a body that does not parse is an upstream failure.
-    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, connector_id: &str, what: &str) -> Result<T, ConnectorError> {
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        connector_id: &str,
+        what: &str,
+    ) -> Result<T, ConnectorError> {
         serde_json::from_slice(&self.body).map_err(|e| {
             ConnectorError::Upstream(format!(
                 "connector {connector_id:?}: {what}: unexpected answer (line {}, column {})",
@@ -514,7 +522,9 @@ impl Answer {
     /// the access token ([`ConnectorError::Refused`]); anything else is an upstream failure.
     pub(crate) fn error(&self, connector_id: &str, what: &str) -> ConnectorError {
         if self.status == StatusCode::UNAUTHORIZED {
-            return ConnectorError::Refused(format!("{what}: the upstream no longer accepts the access token"));
+            return ConnectorError::Refused(format!(
+                "{what}: the upstream no longer accepts the access token"
+            ));
         }
         let detail = String::from_utf8_lossy(&self.body);
         ConnectorError::Upstream(format!(
@@ -527,12 +537,14 @@ impl Answer {
 
 /// Sends a request and reads the whole answer (bounded). Transport failures and timeouts are
 /// [`ConnectorError::Upstream`].
-pub(crate) async fn send(connector_id: &str, what: &str, request: RequestBuilder) -> Result<Answer, ConnectorError> {
-    let response = request
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| ConnectorError::Upstream(format!("connector {connector_id:?}: {what}: {}", describe_transport(&e))))?;
+pub(crate) async fn send(
+    connector_id: &str,
+    what: &str,
+    request: RequestBuilder,
+) -> Result<Answer, ConnectorError> {
+    let response = request.header(ACCEPT, "application/json").send().await.map_err(|e| {
+        ConnectorError::Upstream(format!("connector {connector_id:?}: {what}: {}", describe_transport(&e)))
+    })?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = read_limited(response)
@@ -656,9 +668,8 @@ mod tests {
 
     #[test]
     fn callback_errors_and_missing_codes_are_login_errors() {
-        let p: CallbackParams = [("error", "access_denied"), ("error_description", "The user said no\n")]
-            .into_iter()
-            .collect();
+        let p: CallbackParams =
+            [("error", "access_denied"), ("error_description", "The user said no\n")].into_iter().collect();
         let e = authorization_code(&p).unwrap_err();
         assert!(
             matches!(&e, ConnectorError::InvalidCallback(m) if m == "the login provider answered access_denied: The user said no"),
@@ -674,7 +685,10 @@ mod tests {
 
     #[test]
     fn redirect_uri_defaults_to_the_callback_and_must_match_it() {
-        assert_eq!(redirect_uri("gh", "", "https://id.example/dex/callback").unwrap(), "https://id.example/dex/callback");
+        assert_eq!(
+            redirect_uri("gh", "", "https://id.example/dex/callback").unwrap(),
+            "https://id.example/dex/callback"
+        );
         assert_eq!(
             redirect_uri("gh", "https://id.example/dex/callback", "https://id.example/dex/callback").unwrap(),
             "https://id.example/dex/callback"
