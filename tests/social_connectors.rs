@@ -70,7 +70,10 @@ struct Fake {
     users: HashMap<String, User>,
     /// Who logs in at the next visit of the authorize endpoint.
     next_login: String,
-    codes: HashMap<String, (String, String)>,
+    /// Code -> (login, redirect URI, nonce).
+    codes: HashMap<String, (String, String, String)>,
+    /// The `expires_in` of issued access tokens (3600 when not set).
+    expires_in: Option<i64>,
     access: HashMap<String, String>,
     refresh: HashMap<String, String>,
     counter: u64,
@@ -124,7 +127,8 @@ async fn authorize(State(fake): State<Shared>, Query(q): Query<HashMap<String, S
     };
     let login = f.next_login.clone();
     let code = f.mint("code");
-    f.codes.insert(code.clone(), (login, redirect.clone()));
+    let nonce = q.get("nonce").cloned().unwrap_or_default();
+    f.codes.insert(code.clone(), (login, redirect.clone(), nonce));
     let mut back = url::Url::parse(redirect).unwrap();
     back.query_pairs_mut().append_pair("code", &code).append_pair("state", state);
     (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response()
@@ -160,18 +164,21 @@ async fn token(
     }
     let invalid_grant =
         || (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
-    let login = match form.get("grant_type").map(String::as_str) {
+    let (login, nonce) = match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let code = form.get("code").cloned().unwrap_or_default();
             match f.codes.remove(&code) {
-                Some((login, redirect)) if form.get("redirect_uri") == Some(&redirect) => login,
+                Some((login, redirect, nonce)) if form.get("redirect_uri") == Some(&redirect) => {
+                    (login, nonce)
+                }
                 _ => return invalid_grant(),
             }
         }
         Some("refresh_token") => {
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            f.hits.push("POST token refresh_token".into());
             match f.refresh.remove(&rt) {
-                Some(login) => login,
+                Some(login) => (login, String::new()),
                 None => return invalid_grant(),
             }
         }
@@ -185,8 +192,8 @@ async fn token(
     f.access.insert(access.clone(), login.clone());
     f.refresh.insert(refresh.clone(), login.clone());
     let mut body = json!({"access_token": access, "token_type": "bearer", "refresh_token": refresh,
-        "expires_in": 3600});
-    if let Some(id_token) = google_id_token(&f, &login, &form) {
+        "expires_in": f.expires_in.unwrap_or(3600)});
+    if let Some(id_token) = google_id_token(&f, &login, &nonce) {
         body["id_token"] = id_token.into();
     }
     axum::Json(body).into_response()
@@ -858,8 +865,326 @@ async fn generic_oauth_upstream_errors_are_login_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Microsoft (Entra ID login endpoints and Microsoft Graph).
+
+const TENANT: &str = "contoso-tenant";
+/// Graph's page size of the fake's `getMemberGroups` answers.
+const GRAPH_PAGE: usize = 1000;
+
+fn group_id(i: usize) -> String {
+    format!("00000000-0000-0000-0000-{i:012}")
+}
+
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
+}
+
+fn microsoft_router(fake: &Shared) -> Router {
+    Router::new()
+        .route(&format!("/{TENANT}/oauth2/v2.0/authorize"), get(authorize))
+        .route(&format!("/{TENANT}/oauth2/v2.0/token"), post(token))
+        .route(
+            "/v1.0/me",
+            get(|State(fake): State<Shared>, headers: HeaderMap, RawQuery(q): RawQuery| async move {
+                let mut f = fake.lock().unwrap();
+                f.hits.push(format!("GET /v1.0/me?{}", q.unwrap_or_default()));
+                let Some(u) = f.bearer(&headers) else {
+                    return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "expired");
+                };
+                axum::Json(json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+                    "id": u.id, "displayName": u.name, "userPrincipalName": u.email, "mailNickname": u.login}))
+                .into_response()
+            }),
+        )
+        .route(
+            "/v1.0/me/getMemberGroups",
+            post(|State(fake): State<Shared>, headers: HeaderMap, RawQuery(q): RawQuery, axum::Json(body): axum::Json<Value>| async move {
+                let mut f = fake.lock().unwrap();
+                f.hits.push(format!("POST /v1.0/me/getMemberGroups?{}", q.clone().unwrap_or_default()));
+                let Some(u) = f.bearer(&headers) else {
+                    return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "expired");
+                };
+                let Some(security_only) = body["securityEnabledOnly"].as_bool() else {
+                    return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "securityEnabledOnly is required");
+                };
+                // Group i is a security group when i is even.
+                let ids: Vec<String> = (0..u.groups.len())
+                    .filter(|i| !security_only || i % 2 == 0)
+                    .map(group_id)
+                    .collect();
+                let skip: usize = q
+                    .as_deref()
+                    .and_then(|q| q.strip_prefix("$skiptoken="))
+                    .map_or(0, |n| n.parse().unwrap());
+                let page: Vec<&String> = ids.iter().skip(skip).take(GRAPH_PAGE).collect();
+                let mut answer = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)",
+                    "value": page});
+                if skip + GRAPH_PAGE < ids.len() {
+                    answer["@odata.nextLink"] =
+                        format!("{}/v1.0/me/getMemberGroups?$skiptoken={}", f.base, skip + GRAPH_PAGE).into();
+                }
+                axum::Json(answer).into_response()
+            }),
+        )
+        .route(
+            "/v1.0/directoryObjects/getByIds",
+            post(|State(fake): State<Shared>, headers: HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+                let mut f = fake.lock().unwrap();
+                let Some(u) = f.bearer(&headers) else {
+                    return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "expired");
+                };
+                let ids = body["ids"].as_array().cloned().unwrap_or_default();
+                f.hits.push(format!("POST /v1.0/directoryObjects/getByIds ({} ids)", ids.len()));
+                // Graph's limit (Dex issue #2442).
+                if ids.len() > 1000 {
+                    return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "Too many ids; at most 1000");
+                }
+                if body["types"] != json!(["group"]) {
+                    return graph_error(StatusCode::BAD_REQUEST, "Request_BadRequest", "types must be [group]");
+                }
+                let value: Vec<Value> = ids
+                    .iter()
+                    .filter_map(|id| {
+                        let i: usize = id.as_str()?.rsplit('-').next()?.parse().ok()?;
+                        (i < u.groups.len() && id.as_str() == Some(&group_id(i))).then_some(i)
+                    })
+                    .map(|i| json!({"@odata.type": "#microsoft.graph.group", "id": group_id(i), "displayName": u.groups[i]}))
+                    .collect();
+                axum::Json(json!({"value": value})).into_response()
+            }),
+        )
+        .with_state(fake.clone())
+}
+
+struct Microsoft {
+    fake: Shared,
+    server: Server,
+    upstream: reqwest::Client,
+}
+
+async fn microsoft() -> Microsoft {
+    let alice = User {
+        id: json!("6b1c3d4e-0000-4000-8000-00000000a11c"),
+        login: "alice".into(),
+        name: "Alice Admin".into(),
+        email: "Alice@Contoso.example".into(),
+        groups: (0..2500).map(|i| format!("Group {i:04}")).collect(),
+        ..Default::default()
+    };
+    let guest = User {
+        id: json!("6b1c3d4e-0000-4000-8000-0000000097e5"),
+        login: "guest".into(),
+        name: "Guest".into(),
+        email: "guest@contoso.example".into(),
+        groups: vec!["Group 0000".into(), "Visitors".into()],
+        ..Default::default()
+    };
+    let users = [alice, guest].into_iter().map(|u| (u.login.clone(), u)).collect();
+    let fake: Shared = Arc::new(Mutex::new(Fake { users, ..Default::default() }));
+    let base = serve(&fake, microsoft_router(&fake)).await;
+    let cfg = |extra: Value| {
+        let mut c = json!({"clientID": UPSTREAM_CLIENT, "clientSecret": UPSTREAM_SECRET, "tenant": TENANT,
+            "apiURL": base, "graphURL": base});
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let server = start_oxidex(json!([
+        {"type": "microsoft", "id": "ms", "name": "Microsoft", "config": cfg(json!({"onlySecurityGroups": true,
+            "emailToLowercase": true, "preferredUsernameField": "mailNickname"}))},
+        {"type": "microsoft", "id": "ms-all", "name": "Microsoft (all)", "config": cfg(json!({}))},
+        {"type": "microsoft", "id": "ms-req", "name": "Microsoft (required)", "config": cfg(json!({
+            "groups": ["Group 0003", "Group 2499"], "useGroupsAsWhitelist": true}))},
+    ]))
+    .await;
+    let upstream = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Microsoft { fake, server, upstream }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microsoft_groups_page_past_one_page_and_batch_name_lookups() {
+    let ms = microsoft().await;
+    let tokens = login(&ms.server, &ms.fake, &ms.upstream, "ms", "alice").await.tokens();
+    let claims = id_claims(&tokens);
+    assert_identity(
+        &claims,
+        "ms",
+        "6b1c3d4e-0000-4000-8000-00000000a11c",
+        "alice@contoso.example",
+        "Alice Admin",
+    );
+    assert_eq!(claims["preferred_username"], "alice");
+    // onlySecurityGroups: the 1,250 even groups, over two getMemberGroups pages, named through
+    // getByIds in batches of at most 1,000 ids.
+    let g = groups(&claims);
+    assert_eq!(g.len(), 1250, "{:?}", &g[..5]);
+    assert_eq!((g[0].as_str(), g[1].as_str(), g[1249].as_str()), ("Group 0000", "Group 0002", "Group 2498"));
+    {
+        let f = ms.fake.lock().unwrap();
+        let q = f.authorizations.last().unwrap();
+        assert_eq!(q["scope"], "user.read directory.read.all offline_access");
+        let member_pages: Vec<&String> = f.hits.iter().filter(|h| h.contains("getMemberGroups")).collect();
+        assert_eq!(
+            member_pages,
+            ["POST /v1.0/me/getMemberGroups?", "POST /v1.0/me/getMemberGroups?$skiptoken=1000"]
+        );
+        let lookups: Vec<&String> = f.hits.iter().filter(|h| h.contains("getByIds")).collect();
+        assert_eq!(
+            lookups,
+            [
+                "POST /v1.0/directoryObjects/getByIds (1000 ids)",
+                "POST /v1.0/directoryObjects/getByIds (250 ids)"
+            ]
+        );
+    }
+
+    // Every group: 2,500 over three pages.
+    let claims = id_claims(&login(&ms.server, &ms.fake, &ms.upstream, "ms-all", "alice").await.tokens());
+    let g = groups(&claims);
+    assert_eq!(g.len(), 2500);
+    assert_eq!((g[1].as_str(), g[2499].as_str()), ("Group 0001", "Group 2499"));
+
+    // Required groups as a whitelist: the claim is reduced to them; a user in none is refused.
+    let claims = id_claims(&login(&ms.server, &ms.fake, &ms.upstream, "ms-req", "alice").await.tokens());
+    assert_eq!(groups(&claims), ["Group 0003", "Group 2499"]);
+    let Outcome::Page(status, html) = login(&ms.server, &ms.fake, &ms.upstream, "ms-req", "guest").await
+    else {
+        panic!("guest was logged in");
+    };
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("not in any of the required groups"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microsoft_refresh_redeems_the_upstream_refresh_token_and_fails_when_revoked() {
+    let ms = microsoft().await;
+    // Access tokens that are about to expire: every refresh must redeem the upstream refresh
+    // token, and the rotated one must be kept for the next refresh.
+    ms.fake.lock().unwrap().expires_in = Some(5);
+    let tokens = login(&ms.server, &ms.fake, &ms.upstream, "ms-req", "alice").await.tokens();
+    let mut rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+    for round in 0..2 {
+        if round == 1 {
+            ms.fake.lock().unwrap().users.get_mut("alice").unwrap().name = "Alice Renamed".into();
+        }
+        let (status, body) = refresh(&ms.server, &rt).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        let claims = id_claims(&body);
+        assert_eq!(claims["name"], if round == 0 { "Alice Admin" } else { "Alice Renamed" });
+        assert_eq!(groups(&claims), ["Group 0003", "Group 2499"]);
+        rt = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let refreshes = ms.fake.lock().unwrap().hits.iter().filter(|h| *h == "POST token refresh_token").count();
+    assert_eq!(refreshes, 2);
+    // The user revokes the sessions upstream: the refresh token is refused, so is ours.
+    ms.fake.lock().unwrap().revoke("alice");
+    let (status, body) = refresh(&ms.server, &rt).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitLab.
+
+fn gitlab_router(fake: &Shared) -> Router {
+    Router::new()
+        .route("/oauth/authorize", get(authorize))
+        .route("/oauth/token", post(token))
+        .route(
+            "/api/v4/user",
+            get(|State(fake): State<Shared>, headers: HeaderMap| async move {
+                let mut f = fake.lock().unwrap();
+                f.hits.push("GET /api/v4/user".into());
+                let Some(u) = f.bearer(&headers) else { return unauthorized() };
+                axum::Json(json!({"id": u.id, "username": u.login, "name": u.name, "email": u.email,
+                    "state": "active"}))
+                .into_response()
+            }),
+        )
+        .route(
+            "/oauth/userinfo",
+            get(|State(fake): State<Shared>, headers: HeaderMap| async move {
+                let mut f = fake.lock().unwrap();
+                f.hits.push("GET /oauth/userinfo".into());
+                let Some(u) = f.bearer(&headers) else { return unauthorized() };
+                axum::Json(json!({"sub": u.id.to_string(), "nickname": u.login, "groups": u.groups,
+                    "https://gitlab.org/claims/groups/owner": u.owner_of,
+                    "https://gitlab.org/claims/groups/maintainer": [],
+                    "https://gitlab.org/claims/groups/developer": []}))
+                .into_response()
+            }),
+        )
+        .with_state(fake.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_groups_filter_logins_and_refresh_rereads_them() {
+    let jane = User {
+        id: json!(77),
+        login: "jdoe".into(),
+        name: "Jane Doe".into(),
+        email: "jane@gitlab.example".into(),
+        groups: vec!["ops".into(), "ops/infra".into(), "marketing".into()],
+        owner_of: vec!["ops".into()],
+        ..Default::default()
+    };
+    let bob = User {
+        id: json!(78),
+        login: "bob".into(),
+        name: String::new(),
+        email: "bob@gitlab.example".into(),
+        groups: vec!["sales".into()],
+        ..Default::default()
+    };
+    let users = [jane, bob].into_iter().map(|u| (u.login.clone(), u)).collect();
+    let fake: Shared = Arc::new(Mutex::new(Fake { users, ..Default::default() }));
+    let base = serve(&fake, gitlab_router(&fake)).await;
+    let cfg = |extra: Value| {
+        let mut c = json!({"clientID": UPSTREAM_CLIENT, "clientSecret": UPSTREAM_SECRET, "baseURL": base});
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let server = start_oxidex(json!([
+        {"type": "gitlab", "id": "gl", "name": "GitLab", "config": cfg(json!({"groups": ["ops", "dev"]}))},
+        {"type": "gitlab", "id": "gl-perm", "name": "GitLab (roles)", "config": cfg(json!({
+            "getGroupsPermission": true, "useLoginAsID": true}))},
+    ]))
+    .await;
+    let upstream = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let tokens = login(&server, &fake, &upstream, "gl", "jdoe").await.tokens();
+    let claims = id_claims(&tokens);
+    assert_identity(&claims, "gl", "77", "jane@gitlab.example", "Jane Doe");
+    assert_eq!(claims["preferred_username"], "jdoe");
+    // `groups` admits members of one of them and reduces the claim to them.
+    assert_eq!(groups(&claims), ["ops"]);
+    assert_eq!(fake.lock().unwrap().authorizations.last().unwrap()["scope"], "read_user openid");
+
+    // Not in a required group: refused with a page that says so.
+    let Outcome::Page(status, html) = login(&server, &fake, &upstream, "gl", "bob").await else {
+        panic!("bob was logged in");
+    };
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("not in any of the required groups"), "{html}");
+
+    // getGroupsPermission: roles of owned groups and their subgroups; useLoginAsID.
+    let claims = id_claims(&login(&server, &fake, &upstream, "gl-perm", "jdoe").await.tokens());
+    assert_identity(&claims, "gl-perm", "jdoe", "jane@gitlab.example", "Jane Doe");
+    assert_eq!(groups(&claims), ["ops", "ops/infra", "marketing", "ops:owner", "ops/infra:owner"]);
+
+    // Refresh redeems the GitLab refresh token and reads the groups again.
+    fake.lock().unwrap().users.get_mut("jdoe").unwrap().groups = vec!["dev".into(), "ops".into()];
+    let (status, body) = refresh(&server, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(groups(&id_claims(&body)), ["dev", "ops"]);
+    assert!(fake.lock().unwrap().hits.iter().any(|h| h == "POST token refresh_token"));
+    // Revoked upstream: invalid_grant.
+    fake.lock().unwrap().revoke("jdoe");
+    let (status, body) = refresh(&server, body["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Placeholder for the Google fake's ID tokens (filled in by the Google section).
 
-fn google_id_token(_f: &Fake, _login: &str, _form: &HashMap<String, String>) -> Option<String> {
+fn google_id_token(_f: &Fake, _login: &str, _nonce: &str) -> Option<String> {
     None
 }
