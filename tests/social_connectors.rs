@@ -83,6 +83,63 @@ struct Fake {
     hits: Vec<String>,
     /// How clients authenticated at the token endpoint ("basic" or "post").
     token_auth: Vec<String>,
+    /// Google: the key that signs ID tokens (none: no ID tokens are issued), and the one
+    /// published in the JWKS when it is another.
+    id_token_key: Option<RsaKey>,
+    published_key: Option<RsaKey>,
+    /// Google: the service account's public key, the access tokens issued to it (with the admin
+    /// it acts for), and the directory: a user's or group's email -> its groups' emails.
+    service_account: Option<RsaKey>,
+    directory_tokens: HashMap<String, String>,
+    directory: HashMap<String, Vec<String>>,
+}
+
+/// An RSA key for RS256: its PKCS#8 PEM, `kid`, and the JWK members `n` and `e`.
+#[derive(Debug, Clone)]
+struct RsaKey {
+    pem: String,
+    kid: String,
+    n: String,
+    e: String,
+}
+
+impl RsaKey {
+    fn generate(kid: &str) -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        // The raw public key is PKCS#1 `RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }`.
+        let (seq, _) = der(key.public_key_raw(), 0x30);
+        let (n, rest) = der(seq, 0x02);
+        let (e, _) = der(rest, 0x02);
+        let b64 = |i: &[u8]| {
+            let i = i.strip_prefix(&[0]).unwrap_or(i);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(i)
+        };
+        Self { pem: key.serialize_pem(), kid: kid.to_owned(), n: b64(n), e: b64(e) }
+    }
+
+    fn jwk(&self) -> Value {
+        json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid, "n": self.n, "e": self.e})
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(self.pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+}
+
+/// One DER element of `tag` at the start of `bytes`: its content and what follows.
+fn der(bytes: &[u8], tag: u8) -> (&[u8], &[u8]) {
+    assert_eq!(bytes[0], tag, "unexpected DER tag");
+    let (len, start) = match bytes[1] {
+        l if l < 0x80 => (usize::from(l), 2),
+        l => {
+            let n = usize::from(l & 0x7f);
+            (bytes[2..2 + n].iter().fold(0, |acc, b| acc << 8 | usize::from(*b)), 2 + n)
+        }
+    };
+    (&bytes[start..start + len], &bytes[start + len..])
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -1183,8 +1240,250 @@ async fn gitlab_groups_filter_logins_and_refresh_rereads_them() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Placeholder for the Google fake's ID tokens (filled in by the Google section).
+// Google (OpenID endpoints, signed ID tokens, and the Admin SDK Directory API).
 
-fn google_id_token(_f: &Fake, _login: &str, _nonce: &str) -> Option<String> {
-    None
+/// The ID token Google's token endpoint sends with the tokens, when the fake is Google.
+fn google_id_token(f: &Fake, login: &str, nonce: &str) -> Option<String> {
+    let key = f.id_token_key.as_ref()?;
+    let u = f.users.get(login)?;
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({"iss": f.base, "aud": UPSTREAM_CLIENT, "azp": UPSTREAM_CLIENT, "sub": u.id,
+        "email": u.email, "email_verified": true, "name": u.name, "iat": now, "exp": now + 3600});
+    if !u.hd.is_empty() {
+        claims["hd"] = u.hd.clone().into();
+    }
+    if !nonce.is_empty() {
+        claims["nonce"] = nonce.into();
+    }
+    Some(key.sign(&claims))
+}
+
+const DIRECTORY_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.group.readonly";
+const ADMIN: &str = "admin@acme.example";
+const SA_EMAIL: &str = "oxidex-groups@project.iam.gserviceaccount.com";
+
+fn google_router(fake: &Shared) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(|State(fake): State<Shared>| async move {
+                let base = fake.lock().unwrap().base.clone();
+                axum::Json(json!({"issuer": base, "authorization_endpoint": format!("{base}/o/oauth2/v2/auth"),
+                    "token_endpoint": format!("{base}/token"), "jwks_uri": format!("{base}/oauth2/v3/certs"),
+                    "userinfo_endpoint": format!("{base}/v1/userinfo"), "response_types_supported": ["code"],
+                    "id_token_signing_alg_values_supported": ["RS256"]}))
+            }),
+        )
+        .route("/o/oauth2/v2/auth", get(authorize))
+        .route("/token", post(token))
+        .route(
+            "/oauth2/v3/certs",
+            get(|State(fake): State<Shared>| async move {
+                let f = fake.lock().unwrap();
+                let key = f.published_key.as_ref().or(f.id_token_key.as_ref()).unwrap();
+                axum::Json(json!({"keys": [key.jwk()]}))
+            }),
+        )
+        .route(
+            "/sa-token",
+            post(|State(fake): State<Shared>, Form(form): Form<HashMap<String, String>>| async move {
+                // The JWT-bearer grant (RFC 7523) of a service account acting for an admin.
+                let mut f = fake.lock().unwrap();
+                if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+                    return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "unsupported_grant_type"}))).into_response();
+                }
+                let sa = f.service_account.clone().unwrap();
+                let key = jsonwebtoken::DecodingKey::from_rsa_components(&sa.n, &sa.e).unwrap();
+                let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+                validation.set_audience(&[format!("{}/sa-token", f.base)]);
+                validation.set_issuer(&[SA_EMAIL]);
+                let assertion = form.get("assertion").cloned().unwrap_or_default();
+                let Ok(data) = jsonwebtoken::decode::<Value>(&assertion, &key, &validation) else {
+                    return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+                };
+                if data.claims["scope"] != DIRECTORY_SCOPE || data.header.kid.as_deref() != Some(sa.kid.as_str()) {
+                    return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_scope"}))).into_response();
+                }
+                let admin = data.claims["sub"].as_str().unwrap_or_default().to_owned();
+                f.hits.push(format!("POST /sa-token for {admin}"));
+                let token = f.mint("sa");
+                f.directory_tokens.insert(token.clone(), admin);
+                axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 3599})).into_response()
+            }),
+        )
+        .route(
+            "/admin/directory/v1/groups",
+            get(|State(fake): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>| async move {
+                let mut f = fake.lock().unwrap();
+                let key = q.get("userKey").cloned().unwrap_or_default();
+                let page: usize = q.get("pageToken").map_or(0, |t| t.parse().unwrap());
+                f.hits.push(format!("GET groups of {key} page {page}"));
+                let admin = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .and_then(|t| f.directory_tokens.get(t));
+                if admin.map(String::as_str) != Some(ADMIN) {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": {"code": 401}}))).into_response();
+                }
+                let all = f.directory.get(&key).cloned().unwrap_or_default();
+                let groups: Vec<Value> = all
+                    .iter()
+                    .skip(page * 2)
+                    .take(2)
+                    .map(|g| json!({"kind": "admin#directory#group", "email": g, "name": g}))
+                    .collect();
+                let mut answer = json!({"kind": "admin#directory#groups", "groups": groups});
+                if (page + 1) * 2 < all.len() {
+                    answer["nextPageToken"] = (page + 1).to_string().into();
+                }
+                axum::Json(answer).into_response()
+            }),
+        )
+        .with_state(fake.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_hosted_domains_and_directory_groups() {
+    let grace = User {
+        id: json!("110169484474386276334"),
+        login: "grace".into(),
+        name: "Grace Hopper".into(),
+        email: "grace@acme.example".into(),
+        hd: "acme.example".into(),
+        ..Default::default()
+    };
+    let eve = User {
+        id: json!("110169484474386270000"),
+        login: "eve".into(),
+        name: "Eve".into(),
+        email: "eve@other.example".into(),
+        hd: "other.example".into(),
+        ..Default::default()
+    };
+    let consumer = User {
+        id: json!("110169484474386279999"),
+        login: "consumer".into(),
+        name: "Gmail User".into(),
+        email: "someone@gmail.example".into(),
+        ..Default::default()
+    };
+    let users = [grace, eve, consumer].into_iter().map(|u| (u.login.clone(), u)).collect();
+    let directory = [
+        ("grace@acme.example", vec!["eng@acme.example", "all@acme.example", "navy@acme.example"]),
+        ("eng@acme.example", vec!["tech@acme.example", "all@acme.example"]),
+        ("tech@acme.example", vec!["all@acme.example"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    let sa = RsaKey::generate("sa-key-1");
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        users,
+        directory,
+        id_token_key: Some(RsaKey::generate("google-key-1")),
+        service_account: Some(sa.clone()),
+        ..Default::default()
+    }));
+    let base = serve(&fake, google_router(&fake)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sa_file = dir.path().join("service-account.json");
+    let sa_json = json!({"type": "service_account", "project_id": "project", "private_key_id": sa.kid,
+        "private_key": sa.pem, "client_email": SA_EMAIL, "client_id": "1234",
+        "token_uri": format!("{base}/sa-token")});
+    std::fs::write(&sa_file, sa_json.to_string()).unwrap();
+    let server = start_oxidex(json!([
+        {"type": "google", "id": "google", "name": "Google", "config": {
+            "clientID": UPSTREAM_CLIENT, "clientSecret": UPSTREAM_SECRET, "issuer": base, "directoryAPIURL": base,
+            "hostedDomains": ["acme.example"], "serviceAccountFilePath": sa_file,
+            "domainToAdminEmail": {"acme.example": ADMIN}, "fetchTransitiveGroupMembership": true}},
+        {"type": "google", "id": "google-open", "name": "Google (any account)", "config": {
+            "clientID": UPSTREAM_CLIENT, "clientSecret": UPSTREAM_SECRET, "issuer": base}},
+    ]))
+    .await;
+    let upstream = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let tokens = login(&server, &fake, &upstream, "google", "grace").await.tokens();
+    let claims = id_claims(&tokens);
+    assert_identity(&claims, "google", "110169484474386276334", "grace@acme.example", "Grace Hopper");
+    assert_eq!(claims["email_verified"], true);
+    // Transitive membership, each group once, pages followed (3 groups at 2 a page).
+    assert_eq!(
+        groups(&claims),
+        ["eng@acme.example", "tech@acme.example", "all@acme.example", "navy@acme.example"]
+    );
+    {
+        let f = fake.lock().unwrap();
+        let q = f.authorizations.last().unwrap();
+        assert_eq!(q["scope"], "openid profile email");
+        assert_eq!(q["hd"], "acme.example");
+        assert_eq!((q["access_type"].as_str(), q["prompt"].as_str()), ("offline", "consent"));
+        assert!(q.get("nonce").is_some_and(|n| !n.is_empty()), "{q:?}");
+        assert!(f.hits.iter().any(|h| h == "GET groups of grace@acme.example page 1"), "{:?}", f.hits);
+        // One service-account token for the domain's admin, cached across the lookups.
+        assert_eq!(f.hits.iter().filter(|h| h.starts_with("POST /sa-token")).count(), 1, "{:?}", f.hits);
+        assert!(f.hits.contains(&format!("POST /sa-token for {ADMIN}")));
+    }
+
+    // Another hosted domain, or none (a consumer account): refused.
+    for who in ["eve", "consumer"] {
+        let Outcome::Page(status, html) = login(&server, &fake, &upstream, "google", who).await else {
+            panic!("{who} was logged in");
+        };
+        assert_eq!(status, 403, "{html}");
+        assert!(html.contains("not allowed here"), "{html}");
+    }
+    // Without hostedDomains the same account is accepted (and no directory is configured).
+    let claims = id_claims(&login(&server, &fake, &upstream, "google-open", "eve").await.tokens());
+    assert_identity(&claims, "google-open", "110169484474386270000", "eve@other.example", "Eve");
+    assert!(groups(&claims).is_empty());
+
+    // Refresh: the Google refresh token is redeemed, the new ID token verified, groups re-read.
+    fake.lock().unwrap().directory.insert("grace@acme.example".into(), vec!["navy@acme.example".into()]);
+    let (status, body) = refresh(&server, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(groups(&id_claims(&body)), ["navy@acme.example"]);
+    fake.lock().unwrap().revoke("grace");
+    let (status, body) = refresh(&server, body["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_id_tokens_must_verify() {
+    let grace = User {
+        id: json!("1"),
+        login: "grace".into(),
+        name: "Grace".into(),
+        email: "grace@acme.example".into(),
+        hd: "acme.example".into(),
+        ..Default::default()
+    };
+    // The fake publishes another key under the kid it signs with.
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        users: [("grace".to_owned(), grace)].into_iter().collect(),
+        id_token_key: Some(RsaKey::generate("google-key-1")),
+        published_key: Some(RsaKey::generate("google-key-1")),
+        ..Default::default()
+    }));
+    let base = serve(&fake, google_router(&fake)).await;
+    let server = start_oxidex(json!([{"type": "google", "id": "google", "name": "Google", "config": {
+        "clientID": UPSTREAM_CLIENT, "clientSecret": UPSTREAM_SECRET, "issuer": base}}]))
+    .await;
+    let upstream = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // A token that does not verify is not trusted: the provider's answer is not acceptable (502).
+    let Outcome::Page(status, html) = login(&server, &fake, &upstream, "google", "grace").await else {
+        panic!("logged in with an ID token whose signature does not verify");
+    };
+    assert_eq!(status, 502, "{html}");
+    // Google rotates its keys: a token signed by a new key (an unknown kid) makes the connector
+    // fetch the key set again, at most once every 10 seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    {
+        let mut f = fake.lock().unwrap();
+        let rotated = RsaKey::generate("google-key-2");
+        f.id_token_key = Some(rotated.clone());
+        f.published_key = Some(rotated);
+    }
+    let claims = id_claims(&login(&server, &fake, &upstream, "google", "grace").await.tokens());
+    assert_identity(&claims, "google", "1", "grace@acme.example", "Grace");
 }
