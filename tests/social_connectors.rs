@@ -689,20 +689,21 @@ async fn github_orgs_and_teams_filter_logins_and_become_groups() {
     // zeta admits every member and the user has no team there.
     assert_eq!(groups(&claims), ["acme:Platform Team", "widgets:Devs"], "{claims}");
 
-    let f = gh.fake.lock().unwrap();
-    // The scopes Dex asks for when orgs are configured, and the callback as redirect URI.
-    let q = f.authorizations.last().unwrap();
-    assert_eq!(q["scope"], "user:email read:org");
-    assert_eq!(q["redirect_uri"], format!("{}/callback", gh.server.issuer));
-    // Pages were followed through the Link headers: 5 teams at 2 a page, 5 emails likewise.
-    for hit in [
-        "GET /api/v3/user/teams?page=3",
-        "GET /api/v3/user/emails?page=3",
-        "GET /api/v3/orgs/acme/members/octocat",
-    ] {
-        assert!(f.hits.iter().any(|h| h == hit), "{hit} not requested: {:?}", f.hits);
+    {
+        let f = gh.fake.lock().unwrap();
+        // The scopes Dex asks for when orgs are configured, and the callback as redirect URI.
+        let q = f.authorizations.last().unwrap();
+        assert_eq!(q["scope"], "user:email read:org");
+        assert_eq!(q["redirect_uri"], format!("{}/callback", gh.server.issuer));
+        // Pages were followed through the Link headers: 5 teams at 2 a page, 5 emails likewise.
+        for hit in [
+            "GET /api/v3/user/teams?page=3",
+            "GET /api/v3/user/emails?page=3",
+            "GET /api/v3/orgs/acme/members/octocat",
+        ] {
+            assert!(f.hits.iter().any(|h| h == hit), "{hit} not requested: {:?}", f.hits);
+        }
     }
-    drop(f);
 
     // Not in any allowed org: a clear refusal page, not a server error.
     let Outcome::Page(status, html) = login(&gh.server, &gh.fake, &gh.upstream, "gh", "mallory").await else {
@@ -742,11 +743,12 @@ async fn github_load_all_groups_slugs_login_as_id_and_preferred_domain() {
         ],
         "{claims}"
     );
-    let f = gh.fake.lock().unwrap();
-    assert!(f.hits.iter().any(|h| h == "GET /api/v3/user/orgs?page=3"), "{:?}", f.hits);
-    // Groups were asked for: read:org is requested even without orgs.
-    assert_eq!(f.authorizations.last().unwrap()["scope"], "user:email read:org");
-    drop(f);
+    {
+        let f = gh.fake.lock().unwrap();
+        assert!(f.hits.iter().any(|h| h == "GET /api/v3/user/orgs?page=3"), "{:?}", f.hits);
+        // Groups were asked for: read:org is requested even without orgs.
+        assert_eq!(f.authorizations.last().unwrap()["scope"], "user:email read:org");
+    }
 
     // teamNameField both: name and slug, filtered by the org's teams list (which may use either).
     let claims = id_claims(&login(&gh.server, &gh.fake, &gh.upstream, "gh-both", "octocat").await.tokens());
