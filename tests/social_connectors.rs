@@ -864,7 +864,10 @@ async fn generic_oauth_maps_userinfo_claims() {
             "emailVerifiedKey": "mail_ok", "groupsKey": "roles"}}}]))
     .await;
     let upstream = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let claims = id_claims(&login(&server, &fake, &upstream, "oauth", "ada").await.tokens());
+    let tokens = login(&server, &fake, &upstream, "oauth", "ada").await.tokens();
+    // As in Dex, the generic connector cannot refresh: no refresh token despite offline_access.
+    assert!(tokens.get("refresh_token").is_none_or(|t| t == ""), "{tokens}");
+    let claims = id_claims(&tokens);
     // A numeric id becomes a string as Dex (Go's %v of a float64) formats it.
     assert_identity(&claims, "oauth", "4242", "ada@example.org", "Ada Lovelace");
     assert_eq!(claims["preferred_username"], "ada");

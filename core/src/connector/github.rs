@@ -491,7 +491,7 @@ impl CallbackConnector for GitHubConnector {
         callback_url: &str,
         state: &str,
     ) -> Result<LoginRedirect, ConnectorError> {
-        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url)?;
+        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url);
         let url = self.oauth.authorization_url(&redirect_uri, &self.scopes(scopes), state, &[])?;
         Ok(LoginRedirect { url, state_data: LoginState { redirect_uri, nonce: String::new() }.encode() })
     }

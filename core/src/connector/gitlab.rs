@@ -236,7 +236,7 @@ impl CallbackConnector for GitLabConnector {
         callback_url: &str,
         state: &str,
     ) -> Result<LoginRedirect, ConnectorError> {
-        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url)?;
+        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url);
         // As Dex: `openid` (for the userinfo groups) only when groups are needed.
         let scopes = if self.groups_required(scopes) {
             vec![SCOPE_USER.to_owned(), SCOPE_OPENID.to_owned()]

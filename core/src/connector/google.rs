@@ -614,7 +614,7 @@ impl CallbackConnector for GoogleConnector {
         callback_url: &str,
         state: &str,
     ) -> Result<LoginRedirect, ConnectorError> {
-        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url)?;
+        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url);
         let provider = self.provider().await?;
         let nonce = crate::clock::new_id();
         let hd = match self.hosted_domains.as_slice() {

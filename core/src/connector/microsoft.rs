@@ -383,7 +383,7 @@ impl CallbackConnector for MicrosoftConnector {
         callback_url: &str,
         state: &str,
     ) -> Result<LoginRedirect, ConnectorError> {
-        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url)?;
+        let redirect_uri = oauth2::redirect_uri(&self.id, &self.redirect_uri, callback_url);
         let extra = [("prompt", self.prompt_type.as_str()), ("domain_hint", self.domain_hint.as_str())];
         let url = self.oauth.authorization_url(&redirect_uri, &self.scopes(scopes), state, &extra)?;
         Ok(LoginRedirect { url, state_data: LoginState { redirect_uri, nonce: String::new() }.encode() })

@@ -479,20 +479,21 @@ impl LoginState {
     }
 }
 
-/// The redirect URI to send upstream: the configured `redirectURI`, which must then be
-/// Oxidex's callback (as in Dex), or else the callback itself.
-pub(crate) fn redirect_uri(id: &str, configured: &str, callback_url: &str) -> Result<String, ConnectorError> {
-    if configured.is_empty() || configured == callback_url {
-        return Ok(callback_url.to_owned());
+/// The redirect URI to send upstream: the configured `redirectURI` as is (Dex's behaviour: a
+/// reverse proxy may map it onto this server's callback), else the callback itself.
+pub(crate) fn redirect_uri(id: &str, configured: &str, callback_url: &str) -> String {
+    if configured.is_empty() {
+        return callback_url.to_owned();
     }
-    Err(invalid(
-        id,
-        "redirectURI",
-        format!(
-            "is {configured:?}, but this server's callback is {callback_url:?}; set it to the callback \
-             (and register that URL upstream) or leave it out"
-        ),
-    ))
+    if configured != callback_url {
+        tracing::debug!(
+            connector_id = %id,
+            redirect_uri = %configured,
+            callback = %callback_url,
+            "redirectURI differs from this server's callback URL; sending it upstream as configured"
+        );
+    }
+    configured.to_owned()
 }
 
 /// A read upstream answer.
@@ -684,17 +685,11 @@ mod tests {
     }
 
     #[test]
-    fn redirect_uri_defaults_to_the_callback_and_must_match_it() {
-        assert_eq!(
-            redirect_uri("gh", "", "https://id.example/dex/callback").unwrap(),
-            "https://id.example/dex/callback"
-        );
-        assert_eq!(
-            redirect_uri("gh", "https://id.example/dex/callback", "https://id.example/dex/callback").unwrap(),
-            "https://id.example/dex/callback"
-        );
-        let e = redirect_uri("gh", "https://other/cb", "https://id.example/dex/callback").unwrap_err();
-        assert!(e.to_string().contains("key \"redirectURI\""), "{e}");
+    fn redirect_uri_defaults_to_the_callback_and_is_sent_as_configured() {
+        let cb = "https://id.example/dex/callback";
+        assert_eq!(redirect_uri("gh", "", cb), cb);
+        assert_eq!(redirect_uri("gh", cb, cb), cb);
+        assert_eq!(redirect_uri("gh", "https://proxy.example/cb", cb), "https://proxy.example/cb");
     }
 
     #[test]
