@@ -328,8 +328,13 @@ impl GitHubConnector {
     }
 
     async fn user_in_org(&self, token: &str, login: &str, org: &str) -> Result<bool, ConnectorError> {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let url = format!("{}/orgs/{}/members/{}", self.api_url, enc(org), enc(login));
+        let mut url = url::Url::parse(&self.api_url)
+            .map_err(|e| ConnectorError::Internal(format!("connector {:?}: API URL: {e}", self.id)))?;
+        url.path_segments_mut()
+            .map_err(|()| ConnectorError::Internal(format!("connector {:?}: API URL has no path", self.id)))?
+            .pop_if_empty()
+            .extend(["orgs", org, "members", login]);
+        let url = url.to_string();
         let answer = self.get(token, &url, "check org membership").await?;
         match answer.status.as_u16() {
             204 => Ok(true),

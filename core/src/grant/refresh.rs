@@ -217,9 +217,10 @@ impl Provider {
                     match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
                         Ok(fresh) => {
                             claims = fresh.claims();
-                            // A connector that redeemed an upstream refresh token hands back
-                            // the new upstream tokens: keep them for the next refresh.
-                            connector_data = fresh.connector_data;
+                            // The upstream may rotate its refresh token: keep the new one.
+                            if !fresh.connector_data.is_empty() {
+                                connector_data = fresh.connector_data;
+                            }
                         }
                         Err(ConnectorError::Refused(reason)) => {
                             tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
@@ -259,7 +260,7 @@ impl Provider {
                 .durable
                 .update_refresh(&id, &|mut r: RefreshToken| {
                     r.claims = updated.clone();
-                    r.connector_data = data.clone();
+                    r.connector_data.clone_from(&data);
                     Ok(r)
                 })
                 .await
