@@ -468,6 +468,25 @@ fn assert_identity(claims: &Value, connector: &str, user_id: &str, email: &str, 
     );
 }
 
+/// Asserts that the server's log (at debug level) shows no upstream secret: not the client
+/// secret, nor any code or token the fake issued.
+fn assert_no_secrets_logged(server: &Server, fake: &Shared) {
+    let log = server.log_text();
+    assert!(!log.is_empty());
+    assert!(!log.contains(UPSTREAM_SECRET), "the upstream client secret was logged");
+    let f = fake.lock().unwrap();
+    for n in 1..=f.counter {
+        for prefix in ["code", "access", "refresh"] {
+            let value = format!("{prefix}-{n}");
+            // Whole values only ("access-1" must not match inside "access-10").
+            let found = log
+                .match_indices(&value)
+                .any(|(i, _)| !log[i + value.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            assert!(!found, "{value} (issued by the fake) was logged");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GitHub (Enterprise, over TLS).
 
@@ -811,6 +830,39 @@ async fn github_refresh_rereads_groups_and_fails_when_the_user_is_gone() {
     // The refused refresh token is revoked for good.
     let (status, _) = refresh(&gh.server, &rt).await;
     assert_eq!(status, 400);
+    assert_no_secrets_logged(&gh.server, &gh.fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connector_config_is_reported_and_the_others_keep_working() {
+    let fake: Shared = Arc::new(Mutex::new(Fake {
+        users: [("ada".to_owned(), User { id: json!("ada-1"), ..Default::default() })].into_iter().collect(),
+        ..Default::default()
+    }));
+    let base = serve(&fake, oauth_router(&fake)).await;
+    let server = start_oxidex(json!([
+        {"type": "github", "id": "gh-broken", "name": "Broken", "config": {"clientID": "x",
+            "clientSecret": "not-shown-1", "teamNameField": "id"}},
+        {"type": "oauth", "id": "oauth", "name": "Generic", "config": {
+            "clientID": UPSTREAM_CLIENT, "clientSecret": UPSTREAM_SECRET,
+            "authorizationURL": format!("{base}/authorize"), "tokenURL": format!("{base}/token"),
+            "userInfoURL": format!("{base}/userinfo"), "userIDKey": "uid"}},
+    ]))
+    .await;
+    let upstream = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let claims = id_claims(&login(&server, &fake, &upstream, "oauth", "ada").await.tokens());
+    assert_eq!(claims["sub"], dex_sub("ada-1", "oauth"));
+    // The broken one: not a 500 when chosen, and the log names it, the key and the reason.
+    let browser = Browser::new(&server.issuer);
+    let auth = format!(
+        "{}/auth?client_id={RP}&redirect_uri={RP_CB}&response_type=code&scope=openid&state=s&connector_id=gh-broken",
+        server.issuer
+    );
+    let page = browser.open(&auth).await.page();
+    assert!(page.status.is_client_error() || page.status == 503, "{} {}", page.status, page.html);
+    let log = server.log_text();
+    assert!(log.contains("gh-broken") && log.contains("teamNameField"), "{log}");
+    assert!(!log.contains("not-shown-1"), "a client secret was logged");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -881,6 +933,8 @@ async fn generic_oauth_maps_userinfo_claims() {
     // Go's auto-detected client authentication: Basic first, accepted.
     assert_eq!(f.token_auth, ["basic"]);
     assert_eq!(f.hits, ["GET /userinfo"]);
+    drop(f);
+    assert_no_secrets_logged(&server, &fake);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1451,6 +1505,7 @@ async fn google_hosted_domains_and_directory_groups() {
     fake.lock().unwrap().revoke("grace");
     let (status, body) = refresh(&server, body["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_no_secrets_logged(&server, &fake);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
