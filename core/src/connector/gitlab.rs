@@ -364,6 +364,61 @@ mod tests {
         assert!(r.url.contains("scope=read_user+openid"), "{}", r.url);
     }
 
+    /// A fake GitLab API on loopback: `/api/v4/user` and `/oauth/userinfo` for the token
+    /// `good`, 401 for any other.
+    async fn fake_gitlab() -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        fn authorized(h: &HeaderMap) -> bool {
+            h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good")
+        }
+        let app = axum::Router::new()
+            .route(
+                "/api/v4/user",
+                axum::routing::get(|h: HeaderMap| async move {
+                    if !authorized(&h) {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    axum::Json(
+                        serde_json::json!({"id": 5, "username": "jane", "name": "", "email": "j@x.example"}),
+                    )
+                    .into_response()
+                }),
+            )
+            .route(
+                "/oauth/userinfo",
+                axum::routing::get(|h: HeaderMap| async move {
+                    if !authorized(&h) {
+                        return StatusCode::UNAUTHORIZED.into_response();
+                    }
+                    axum::Json(serde_json::json!({"sub": "5", "groups": ["ops", "dev/api"]})).into_response()
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn token_identity_reads_the_user_and_groups_of_a_gitlab_token() {
+        let base = fake_gitlab().await;
+        let c = open(serde_json::json!({"clientID": "id", "clientSecret": "s", "baseURL": base})).unwrap();
+        let access = "urn:ietf:params:oauth:token-type:access_token";
+        let id = c.token_identity(&ConnectorScopes::default(), access, "good").await.unwrap();
+        // As Dex: groups are always read; an empty name falls back to the email.
+        assert_eq!(
+            (id.user_id.as_str(), id.username.as_str(), id.preferred_username.as_str(), id.email.as_str()),
+            ("5", "j@x.example", "jane", "j@x.example")
+        );
+        assert_eq!(id.groups, vec!["ops", "dev/api"]);
+        assert!(id.connector_data.is_empty());
+        let e = c.token_identity(&ConnectorScopes::default(), access, "revoked").await.unwrap_err();
+        assert!(matches!(e, ConnectorError::Refused(_)), "{e:?}");
+        let e = c.token_identity(&ConnectorScopes::default(), access, "").await.unwrap_err();
+        assert!(matches!(e, ConnectorError::Refused(_)), "{e:?}");
+    }
+
     #[tokio::test]
     async fn refresh_without_tokens_is_refused() {
         let c = open(serde_json::json!({"clientID": "id", "clientSecret": "s"})).unwrap();
