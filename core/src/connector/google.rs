@@ -660,7 +660,12 @@ impl RefreshConnector for GoogleConnector {
         }
         let provider = self.provider().await?;
         let token = provider.oauth.refresh(&refresh_token).await?;
-        self.create_identity(scopes, &token, "").await
+        let fresh = self.create_identity(scopes, &token, "").await?;
+        // The grant stays bound to the user it was issued for.
+        if fresh.user_id != identity.user_id {
+            return Err(ConnectorError::Refused("the refreshed Google ID token is for another user".into()));
+        }
+        Ok(fresh)
     }
 }
 
