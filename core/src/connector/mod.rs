@@ -29,9 +29,15 @@
 
 mod config;
 pub mod ldap;
+mod github;
+mod gitlab;
+mod google;
 pub mod local;
+mod microsoft;
 pub mod mock_callback;
 pub mod mock_password;
+mod oauth;
+mod oauth2;
 mod registry;
 mod set;
 pub mod throttle;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::config::{self, ConnectorConfig};
 use super::{
-    ConnectorError, ConnectorImpl, OpenConnector, OpenContext, ldap, local, mock_callback, mock_password,
+    ConnectorError, ConnectorImpl, OpenConnector, OpenContext, github, gitlab, google, ldap, local,
+    microsoft, mock_callback, mock_password, oauth,
 };
 use crate::storage;
 
@@ -21,8 +22,13 @@ fn factory<C: ConnectorConfig>(
 const REGISTRY: &[(&str, Factory)] = &[
     (super::LOCAL_CONNECTOR_TYPE, factory::<local::LocalConfig>),
     ("ldap", factory::<ldap::LdapConfig>),
+    ("github", factory::<github::GitHubConfig>),
+    ("gitlab", factory::<gitlab::GitLabConfig>),
+    ("google", factory::<google::GoogleConfig>),
+    ("microsoft", factory::<microsoft::MicrosoftConfig>),
     ("mockCallback", factory::<mock_callback::MockCallbackConfig>),
     ("mockPassword", factory::<mock_password::MockPasswordConfig>),
+    ("oauth", factory::<oauth::OAuthConfig>),
 ];
 
 /// The connector types this build can open.

@@ -444,11 +444,7 @@ impl Provider {
             }
             Err(e) => {
                 tracing::warn!(connector_id = %connector.id(), error = %e, "upstream login failed");
-                Ok(error_page(
-                    400,
-                    "Login failed",
-                    "The login provider did not confirm your identity. Try again.",
-                ))
+                Ok(callback_error_page(e))
             }
         }
     }
@@ -611,6 +607,29 @@ fn reply_for<'a>(provider: &'a Provider, request: &'a AuthRequest) -> Reply<'a> 
         redirect_uri: &request.redirect_uri,
         state: &request.state,
         fragment: !words.is_empty() && (!words.contains(&"code") || words.len() > 1),
+    }
+}
+
+/// The page for a failed callback. The user learns which side failed: the upstream refused
+/// them (not in an allowed org, team, group or hosted domain: 403, with the connector's
+/// reason, which connectors compose themselves and which names only the user's own account),
+/// the callback itself was not acceptable (400), or the upstream failed (502, details only in
+/// the log).
+fn callback_error_page(e: ConnectorError) -> pb::FlowStep {
+    match e {
+        ConnectorError::Refused(reason) => {
+            error_page(403, "Access denied", format!("You are not allowed to log in here: {reason}."))
+        }
+        ConnectorError::InvalidCallback(reason) => error_page(
+            400,
+            "Login failed",
+            format!("The login provider did not confirm your identity ({reason}). Try again."),
+        ),
+        _ => error_page(
+            502,
+            "Login provider unavailable",
+            "The login provider could not be reached or gave an unexpected answer. Try again later.",
+        ),
     }
 }
 

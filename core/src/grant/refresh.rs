@@ -209,12 +209,19 @@ impl Provider {
 
         // Re-read the identity upstream where the connector can.
         let mut claims = token.claims.clone();
+        let mut connector_data = token.connector_data.clone();
         match self.connectors.get(&token.connector_id).await {
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
                     match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
-                        Ok(fresh) => claims = fresh.claims(),
+                        Ok(fresh) => {
+                            claims = fresh.claims();
+                            // The upstream may rotate its refresh token: keep the new one.
+                            if !fresh.connector_data.is_empty() {
+                                connector_data = fresh.connector_data;
+                            }
+                        }
                         Err(ConnectorError::Refused(reason)) => {
                             tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
                             self.revoke_refresh(&token).await?;
@@ -246,12 +253,14 @@ impl Provider {
                 )));
             }
         }
-        if claims != token.claims {
+        if claims != token.claims || connector_data != token.connector_data {
             let updated = claims.clone();
+            let data = connector_data.clone();
             match self
                 .durable
                 .update_refresh(&id, &|mut r: RefreshToken| {
                     r.claims = updated.clone();
+                    r.connector_data.clone_from(&data);
                     Ok(r)
                 })
                 .await
