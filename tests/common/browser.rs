@@ -267,3 +267,10 @@ impl Browser {
 pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
+
+/// The parameters of a URL's fragment (where implicit and hybrid responses put theirs).
+pub fn fragment_params(url: &url::Url) -> std::collections::HashMap<String, String> {
+    url.fragment()
+        .map(|f| url::form_urlencoded::parse(f.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}

@@ -41,8 +41,12 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Three distinct free ports: the listeners stay open together while the ports are picked,
+    /// so the same port cannot come back twice.
     pub fn new() -> Self {
-        Self { web: free_port(), grpc: free_port(), telemetry: free_port() }
+        let hold: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let port = |i: usize| hold[i].local_addr().unwrap().port();
+        Self { web: port(0), grpc: port(1), telemetry: port(2) }
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+mod bench;
+
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn main() -> Result<()> {
@@ -15,8 +17,11 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("rss") => rss(),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [extra nextest args] | cargo xtask rss");
+            eprintln!(
+                "usage: cargo xtask test [extra nextest args] | cargo xtask rss | cargo xtask bench [--write] [--help]"
+            );
             std::process::exit(2);
         }
     }
@@ -53,6 +58,14 @@ fn test(extra: &[String]) -> Result<()> {
         .is_ok_and(|s| s.success());
     if !has_grpc_tools {
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "grpcio-tools"]))?;
+    }
+    // The openid-client relying-party test needs tests/js/node_modules (from the npm registry),
+    // installed from the committed lockfile, again whenever the lockfile is newer.
+    let js = root.join("tests/js");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&js.join("node_modules/.package-lock.json"));
+    if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))?;
     }
     let mut cmd;
     let has_nextest = Command::new("cargo")

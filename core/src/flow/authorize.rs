@@ -148,8 +148,10 @@ impl Provider {
         if words.contains(&"token") && req.redirect_uri == OOB_REDIRECT_URI {
             return Ok(reply.error("invalid_request", "Tokens cannot be shown on the out-of-band page."));
         }
-        if !with_code && req.nonce.is_empty() {
-            return Ok(reply.error("invalid_request", "A nonce is required when the response has no code."));
+        // OIDC Core 3.2.2.1 and 3.3.2.11: implicit and hybrid requests need a nonce (Dex asks for
+        // one only without a code; a hybrid response without one cannot be tied to the request).
+        if response_type != "code" && req.nonce.is_empty() {
+            return Ok(reply.error("invalid_request", "A nonce is required unless response_type is code."));
         }
 
         let scopes = match Scopes::parse(&req.scope) {
