@@ -31,8 +31,10 @@ mod config;
 pub mod local;
 pub mod mock_callback;
 pub mod mock_password;
+pub mod oidc;
 mod registry;
 mod set;
+mod single_flight;
 pub mod throttle;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::config::{self, ConnectorConfig};
-use super::{ConnectorError, ConnectorImpl, OpenConnector, OpenContext, local, mock_callback, mock_password};
+use super::{
+    ConnectorError, ConnectorImpl, OpenConnector, OpenContext, local, mock_callback, mock_password, oidc,
+};
 use crate::storage;
 
 type Factory = fn(&storage::Connector, &OpenContext) -> Result<Arc<dyn ConnectorImpl>, ConnectorError>;
@@ -20,6 +22,7 @@ const REGISTRY: &[(&str, Factory)] = &[
     (super::LOCAL_CONNECTOR_TYPE, factory::<local::LocalConfig>),
     ("mockCallback", factory::<mock_callback::MockCallbackConfig>),
     ("mockPassword", factory::<mock_password::MockPasswordConfig>),
+    ("oidc", factory::<oidc::OidcConfig>),
 ];
 
 /// The connector types this build can open.

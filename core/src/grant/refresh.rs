@@ -12,7 +12,7 @@ use tonic::Status;
 use super::{invalid_grant, oauth_error};
 use crate::clock::new_id;
 use crate::connector::{ConnectorError, ConnectorScopes, Identity};
-use crate::flow::Provider;
+use crate::flow::{Provider, connector_allowed};
 use crate::storage::{Claims, Client, OfflineSessions, RefreshToken, RefreshTokenRef, StorageError};
 use crate::token::refresh::{decode, encode, hash_secret, new_secret, secret_matches};
 use crate::token::scopes::{Scopes, narrowed};
@@ -144,6 +144,12 @@ impl Provider {
         if token.client_id != client.id {
             return Ok(Err(invalid_grant("Invalid refresh token.")));
         }
+        // allowedConnectors may have changed since the login (Dex GHSA-7qjx, #4889).
+        if !connector_allowed(client, &token.connector_id) {
+            return Ok(Err(invalid_grant(
+                "This client may no longer use the connector of this refresh token.",
+            )));
+        }
         let now = self.now();
         let policy = &self.settings.refresh;
         if self.refresh_expired(&token) {
@@ -209,12 +215,25 @@ impl Provider {
 
         // Re-read the identity upstream where the connector can.
         let mut claims = token.claims.clone();
+        let mut connector_data = token.connector_data.clone();
         match self.connectors.get(&token.connector_id).await {
+            Ok(connector) if !connector.allows_grant_type("refresh_token") => {
+                self.revoke_refresh(&token).await?;
+                return Ok(Err(invalid_grant(
+                    "The connector of this refresh token no longer allows refreshing.",
+                )));
+            }
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
                     match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
-                        Ok(fresh) => claims = fresh.claims(),
+                        Ok(fresh) => {
+                            claims = fresh.claims();
+                            // The upstream may rotate its refresh token: keep the new one.
+                            if !fresh.connector_data.is_empty() {
+                                connector_data = fresh.connector_data;
+                            }
+                        }
                         Err(ConnectorError::Refused(reason)) => {
                             tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
                             self.revoke_refresh(&token).await?;
@@ -246,18 +265,37 @@ impl Provider {
                 )));
             }
         }
-        if claims != token.claims {
+        if claims != token.claims || connector_data != token.connector_data {
             let updated = claims.clone();
+            let data = connector_data.clone();
             match self
                 .durable
                 .update_refresh(&id, &|mut r: RefreshToken| {
                     r.claims = updated.clone();
+                    r.connector_data.clone_from(&data);
                     Ok(r)
                 })
                 .await
             {
                 Ok(_) | Err(StorageError::NotFound) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if connector_data != token.connector_data {
+                match self
+                    .durable
+                    .update_offline_sessions(
+                        &token.claims.user_id,
+                        &token.connector_id,
+                        &|mut s: OfflineSessions| {
+                            s.connector_data.clone_from(&data);
+                            Ok(s)
+                        },
+                    )
+                    .await
+                {
+                    Ok(_) | Err(StorageError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         let minted = self.mint(&client.id, &scopes, &claims, &token.connector_id, &token.nonce)?;

@@ -73,7 +73,12 @@ fn id_string(v: &Value) -> Option<String> {
 impl ClaimRules {
     /// A string claim with Dex's mapping rule: the standard claim, unless it is missing (or
     /// `overrideClaimMapping`) and a mapping is configured. Returns the value and the key read.
-    fn mapped<'a>(&'a self, claims: &'a Map<String, Value>, standard: &'a str, mapping: &'a str) -> (Option<&'a str>, &'a str) {
+    fn mapped<'a>(
+        &'a self,
+        claims: &'a Map<String, Value>,
+        standard: &'a str,
+        mapping: &'a str,
+    ) -> (Option<&'a str>, &'a str) {
         let value = claims.get(standard).and_then(Value::as_str);
         if (value.is_none() || self.override_mapping) && !mapping.is_empty() {
             return (claims.get(mapping).and_then(Value::as_str), mapping);
