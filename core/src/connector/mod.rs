@@ -34,7 +34,7 @@ pub mod mock_password;
 pub mod oidc;
 mod registry;
 mod set;
-mod single_flight;
+pub(crate) mod single_flight;
 pub mod throttle;
 
 use std::collections::BTreeMap;

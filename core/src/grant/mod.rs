@@ -17,6 +17,8 @@ mod password;
 mod refresh;
 mod token_exchange;
 
+pub use refresh::RefreshFlights;
+
 use oxidex_proto::oxidex::v1 as pb;
 use subtle::ConstantTimeEq as _;
 use tonic::Status;

@@ -11,11 +11,39 @@ use tonic::Status;
 
 use super::{invalid_grant, oauth_error};
 use crate::clock::new_id;
+use crate::connector::single_flight::SingleFlight;
 use crate::connector::{ConnectorError, ConnectorScopes, Identity};
 use crate::flow::{Provider, connector_allowed};
 use crate::storage::{Claims, Client, OfflineSessions, RefreshToken, RefreshTokenRef, StorageError};
 use crate::token::refresh::{decode, encode, hash_secret, new_secret, secret_matches};
 use crate::token::scopes::{Scopes, narrowed};
+
+/// How long the outcome of an upstream refresh is shared with the other callers of the same
+/// rotation step (stragglers of a burst arrive after the first caller finished).
+const SHARE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why an upstream refresh gave no identity (cloneable, to share among a burst's callers).
+#[derive(Debug, Clone)]
+enum Flight {
+    Refused(String),
+    Failed(String),
+}
+
+/// The upstream refreshes in flight, keyed by refresh token id and successor secret hash: a
+/// burst of parallel refreshes of one refresh token calls the upstream once.
+pub struct RefreshFlights(SingleFlight<(String, String), Result<Identity, Flight>>);
+
+impl Default for RefreshFlights {
+    fn default() -> Self {
+        Self(SingleFlight::new(SHARE_REFRESH))
+    }
+}
+
+impl std::fmt::Debug for RefreshFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshFlights")
+    }
+}
 
 /// The secret that follows `secret` in a token's rotation chain.
 fn successor(rotation_key: &[u8], secret: &str) -> String {
@@ -226,7 +254,25 @@ impl Provider {
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
-                    match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
+                    // Every caller of one rotation step (a burst of parallel refreshes of the
+                    // same secret, all receiving the same successor) shares one upstream call.
+                    let key = (token.id.clone(), hash_secret(&next_secret));
+                    let scopes = ConnectorScopes::from_scopes(&token.scopes);
+                    let outcome = self
+                        .refreshes
+                        .0
+                        .run(
+                            key,
+                            |o| !matches!(o, Err(Flight::Failed(_))),
+                            || async {
+                                refresher.refresh(&scopes, identity).await.map_err(|e| match e {
+                                    ConnectorError::Refused(reason) => Flight::Refused(reason),
+                                    other => Flight::Failed(other.to_string()),
+                                })
+                            },
+                        )
+                        .await;
+                    match outcome {
                         Ok(fresh) => {
                             claims = fresh.claims();
                             // The upstream may rotate its refresh token: keep the new one.
@@ -234,13 +280,13 @@ impl Provider {
                                 connector_data = fresh.connector_data;
                             }
                         }
-                        Err(ConnectorError::Refused(reason)) => {
+                        Err(Flight::Refused(reason)) => {
                             tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
                             self.revoke_refresh(&token).await?;
                             return Ok(Err(invalid_grant("The user is no longer valid upstream.")));
                         }
-                        Err(e) => {
-                            tracing::warn!(connector_id = %token.connector_id, error = %e, "upstream refresh failed");
+                        Err(Flight::Failed(error)) => {
+                            tracing::warn!(connector_id = %token.connector_id, %error, "upstream refresh failed");
                             let mut err = oauth_error(
                                 "temporarily_unavailable",
                                 "The login provider is unavailable; retry later.",

@@ -150,7 +150,9 @@ pub(crate) async fn verify_id_token(
     token: &str,
     expect: &Expect<'_>,
 ) -> Result<Map<String, Value>, TokenError> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("the ID token is not a JWS"))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| {
+        invalid("the ID token is not a JWS with a known algorithm (alg none is never accepted)")
+    })?;
     if !expect.algs.contains(&header.alg) {
         return Err(invalid(format!("the ID token is signed with {:?}, which is not allowed", header.alg)));
     }
