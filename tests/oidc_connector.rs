@@ -169,6 +169,17 @@ fn upstream_connector(issuer: &str, callback: &str) -> String {
     )
 }
 
+/// A second `oidc` connector on the same upstream client that reads claims from userinfo
+/// (`getUserInfo`), so it can also verify upstream access tokens.
+fn userinfo_connector(issuer: &str, callback: &str) -> String {
+    format!(
+        "- type: oidc\n  id: upstream-ui\n  name: Upstream (userinfo)\n  config:\n    \
+         issuer: {issuer}\n    clientID: {UP_CLIENT}\n    clientSecret: {UP_SECRET}\n    \
+         redirectURI: {callback}\n    scopes: [openid, profile, email, groups]\n    \
+         getUserInfo: true\n    insecureEnableGroups: true\n    userIDKey: employee_id\n"
+    )
+}
+
 /// An HS256 JWT, keyed with `key`.
 fn hs256(claims: &Value, key: &[u8]) -> String {
     use aws_lc_rs::hmac;
@@ -231,9 +242,13 @@ async fn refresh(server: &Server, refresh_token: &str) -> (u16, Value) {
 }
 
 /// A whole login through the `upstream` connector; returns Oxidex's token response.
-async fn login_through_upstream(server: &Server, scope: &str) -> Value {
+async fn login_through_upstream(server: &Server, connector: &str, scope: &str) -> Value {
     let browser = Browser::new(&server.issuer);
-    let upstream_auth = browser.open(&auth_url(server, "upstream", scope)).await.left();
+    let upstream_auth = browser.open(&auth_url(server, connector, scope)).await.left();
+    // promptType (default consent) goes with offline_access, which the upstream requires for
+    // issuing a refresh token.
+    let prompt = query_param(&upstream_auth, "prompt");
+    assert_eq!(prompt.as_deref(), scope.contains("offline_access").then_some("consent"), "{upstream_auth}");
     // State, nonce and PKCE go upstream; the state is Oxidex's request, not the RP's.
     assert!(query_param(&upstream_auth, "nonce").is_some_and(|n| n.len() >= 32), "{upstream_auth}");
     assert_eq!(query_param(&upstream_auth, "code_challenge_method").as_deref(), Some("S256"));
@@ -260,10 +275,11 @@ async fn login_through_upstream(server: &Server, scope: &str) -> Value {
 async fn login_through_oidc_provider_maps_claims_and_groups() {
     let ports = Ports::new();
     let upstream = Upstream::start(&callback_of(&ports)).await;
-    let connector = upstream_connector(&upstream.issuer, &callback_of(&ports));
+    let connector = upstream_connector(&upstream.issuer, &callback_of(&ports))
+        + &userinfo_connector(&upstream.issuer, &callback_of(&ports));
     let server = start_oxidex(ports, &connector, "");
 
-    let tokens = login_through_upstream(&server, "openid profile email groups").await;
+    let tokens = login_through_upstream(&server, "upstream", "openid profile email groups").await;
     let id = jwt_claims(tokens["id_token"].as_str().unwrap());
     // userIDKey: employee_id; the sub is Dex's encoding of (user id, connector id).
     assert_eq!(id["sub"], encode_subject("4711", "upstream"), "{id}");
@@ -277,6 +293,13 @@ async fn login_through_oidc_provider_maps_claims_and_groups() {
     assert_eq!(id["nonce"], "rp-nonce");
     assert!(tokens.get("refresh_token").is_none(), "no offline_access, no refresh token: {tokens}");
     assert_eq!(upstream.stats().await["codeGrants"], 1);
+
+    // With getUserInfo the claims come from the upstream's userinfo too; no group rules here.
+    let tokens = login_through_upstream(&server, "upstream-ui", "openid profile email groups").await;
+    let id = jwt_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], encode_subject("4711", "upstream-ui"), "{id}");
+    assert_eq!(id["name"], "Jane Doe", "{id}");
+    assert_eq!(id["groups"], json!(["admins", "developers", "ops"]), "{id}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,7 +309,8 @@ async fn refresh_rereads_the_upstream_once_per_burst_and_fails_when_the_grant_is
     let connector = upstream_connector(&upstream.issuer, &callback_of(&ports));
     let server = start_oxidex(ports, &connector, "");
 
-    let tokens = login_through_upstream(&server, "openid profile email groups offline_access").await;
+    let tokens =
+        login_through_upstream(&server, "upstream", "openid profile email groups offline_access").await;
     let mut refresh_token = tokens["refresh_token"].as_str().expect("a refresh token").to_owned();
 
     // The upstream changes the user's groups: a refresh reads them again.
@@ -389,7 +413,8 @@ async fn token_exchange_of_the_upstream_id_token() {
     let ports = Ports::new();
     let callback = callback_of(&ports);
     let upstream = Upstream::start(&callback).await;
-    let connector = upstream_connector(&upstream.issuer, &callback);
+    let connector =
+        upstream_connector(&upstream.issuer, &callback) + &userinfo_connector(&upstream.issuer, &callback);
     let server = start_oxidex(ports, &connector, "");
     let fake = FakeUpstream::start().await;
 
@@ -469,7 +494,21 @@ async fn token_exchange_of_the_upstream_id_token() {
     let (status, body) = exchange((RP, RP_SECRET), base(&parts.join("."))).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
 
-    // An upstream access token needs getUserInfo; unknown types and connectors are refused.
+    // A connector with getUserInfo verifies an upstream access token at the upstream's userinfo.
+    let mut params = base(up["access_token"].as_str().unwrap());
+    params[0].1 = "upstream-ui".to_owned();
+    params[2].1 = ACCESS_TOKEN_TYPE.to_owned();
+    let (status, body) = exchange((RP, RP_SECRET), params.clone()).await;
+    assert_eq!(status, 200, "{body}\n{}", server.log_text());
+    let at = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(at["sub"], encode_subject("4711", "upstream-ui"), "{at}");
+    assert_eq!(at["email"], "jane@upstream.test", "{at}");
+    params[1].1 = "not-an-upstream-access-token".to_owned();
+    let (status, body) = exchange((RP, RP_SECRET), params).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+
+    // Without getUserInfo an access token cannot be verified; unknown types and connectors are
+    // refused.
     let mut params = base(up["access_token"].as_str().unwrap());
     params[2].1 = ACCESS_TOKEN_TYPE.to_owned();
     let (status, body) = exchange((RP, RP_SECRET), params).await;
@@ -535,8 +574,8 @@ fn now() -> i64 {
 #[derive(Clone)]
 struct FakeUpstream {
     issuer: String,
-    signer: Arc<Signer>,
-    jwk: Value,
+    /// The signing key and its public JWK (the only key published).
+    key: Arc<Mutex<(Arc<Signer>, Value)>>,
     /// The ID token the token endpoint answers with next.
     next_id_token: Arc<Mutex<String>>,
     /// The form the token endpoint received last.
@@ -550,8 +589,7 @@ impl FakeUpstream {
         let key = generate(SigningAlg::RS256).unwrap();
         let fake = FakeUpstream {
             issuer,
-            signer: Arc::new(Signer::new(&key).unwrap()),
-            jwk: key.public_jwk.clone(),
+            key: Arc::new(Mutex::new((Arc::new(Signer::new(&key).unwrap()), key.public_jwk.clone()))),
             next_id_token: Arc::default(),
             last_form: Arc::default(),
         };
@@ -578,7 +616,10 @@ impl FakeUpstream {
                 "/jwks",
                 axum::routing::get({
                     let s = state.clone();
-                    move || async move { axum::Json(json!({ "keys": [s.jwk] })) }
+                    move || async move {
+                        let jwk = s.key.lock().unwrap().1.clone();
+                        axum::Json(json!({ "keys": [jwk] }))
+                    }
                 }),
             )
             .route(
@@ -600,7 +641,14 @@ impl FakeUpstream {
     }
 
     fn sign(&self, claims: &Value) -> String {
-        self.signer.sign(claims).unwrap()
+        let signer = self.key.lock().unwrap().0.clone();
+        signer.sign(claims).unwrap()
+    }
+
+    /// Replaces the signing key (and the published one) with a new key.
+    fn rotate(&self) {
+        let key = generate(SigningAlg::RS256).unwrap();
+        *self.key.lock().unwrap() = (Arc::new(Signer::new(&key).unwrap()), key.public_jwk.clone());
     }
 }
 
@@ -691,20 +739,56 @@ async fn a_wrong_iss_aud_or_nonce_from_the_upstream_fails_the_login() {
     ];
 
     for (what, craft, reason) in cases {
+        fake_login(&server, &fake, &callback, what, &*craft, reason).await;
+    }
+
+    // The upstream rotates its key: a token signed by the new key makes Oxidex fetch the JWKS
+    // again (no more often than every 5 s).
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    fake.rotate();
+    fake_login(&server, &fake, &callback, "a token signed by a rotated key", &*with(|_, _| {}), None).await;
+
+    // An authorization response from another issuer (RFC 9207 `iss`) is refused.
+    let browser = Browser::new(&server.issuer);
+    let upstream_auth = browser.open(&auth_url(&server, "fake", "openid email")).await.left();
+    let state = query_param(&upstream_auth, "state").unwrap();
+    let mut back = url::Url::parse(&callback).unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", "fake-code")
+        .append_pair("state", &state)
+        .append_pair("iss", "http://127.0.0.1:1/evil");
+    let page = browser.open(back.as_str()).await.page();
+    assert_eq!(page.status, 400, "{}", page.html);
+    assert!(server.log_text().contains("the authorization response comes from another issuer"));
+
+    a_callback_without_a_pending_login_is_refused(&server, &callback).await;
+}
+
+/// One login through the fake upstream whose token endpoint answers with `craft`'s ID token;
+/// `reason` is what the log must say when the login must fail (`None`: it must succeed).
+async fn fake_login(
+    server: &Server,
+    fake: &FakeUpstream,
+    callback: &str,
+    what: &str,
+    craft: &dyn Fn(&FakeUpstream, &str) -> String,
+    reason: Option<&str>,
+) {
+    {
         let browser = Browser::new(&server.issuer);
-        let upstream_auth = browser.open(&auth_url(&server, "fake", "openid email")).await.left();
+        let upstream_auth = browser.open(&auth_url(server, "fake", "openid email")).await.left();
         assert!(upstream_auth.as_str().starts_with(&format!("{}/auth", fake.issuer)), "{upstream_auth}");
         let nonce = query_param(&upstream_auth, "nonce").unwrap();
         let state = query_param(&upstream_auth, "state").unwrap();
         let challenge = query_param(&upstream_auth, "code_challenge").unwrap();
-        *fake.next_id_token.lock().unwrap() = craft(&fake, &nonce);
+        *fake.next_id_token.lock().unwrap() = craft(fake, &nonce);
         let log_before = server.log_text().len();
-        let mut back = url::Url::parse(&callback).unwrap();
+        let mut back = url::Url::parse(callback).unwrap();
         back.query_pairs_mut().append_pair("code", "fake-code").append_pair("state", &state);
         let stop = browser.open(back.as_str()).await;
         let form = fake.last_form.lock().unwrap().clone();
         assert_eq!(form.get("code").map(String::as_str), Some("fake-code"), "{what}");
-        assert_eq!(form.get("redirect_uri"), Some(&callback), "{what}");
+        assert_eq!(form.get("redirect_uri").map(String::as_str), Some(callback), "{what}");
         let verifier = form.get("code_verifier").unwrap_or_else(|| panic!("{what}: no code_verifier"));
         assert_eq!(s256_challenge(verifier), challenge, "{what}: the PKCE verifier answers the challenge");
         match (reason, stop) {
@@ -720,18 +804,94 @@ async fn a_wrong_iss_aud_or_nonce_from_the_upstream_fails_the_login() {
             (_, Stop::Left(url)) => panic!("{what}: the login went through to {url}"),
         }
     }
+}
 
-    // A callback whose state names no pending login, and an upstream error, are refused too.
+async fn a_callback_without_a_pending_login_is_refused(server: &Server, callback: &str) {
+    // An upstream error is refused, and another browser cannot finish a pending login.
     let browser = Browser::new(&server.issuer);
-    let upstream_auth = browser.open(&auth_url(&server, "fake", "openid email")).await.left();
+    let upstream_auth = browser.open(&auth_url(server, "fake", "openid email")).await.left();
     let state = query_param(&upstream_auth, "state").unwrap();
-    let mut back = url::Url::parse(&callback).unwrap();
+    let mut back = url::Url::parse(callback).unwrap();
     back.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", &state);
     let page = browser.open(back.as_str()).await.page();
     assert_eq!(page.status, 400, "{}", page.html);
     // Another browser cannot finish this login.
-    let mut back = url::Url::parse(&callback).unwrap();
+    let mut back = url::Url::parse(callback).unwrap();
     back.query_pairs_mut().append_pair("code", "fake-code").append_pair("state", &state);
     let page = Browser::new(&server.issuer).open(back.as_str()).await.page();
     assert_ne!(page.status, 200, "{}", page.html);
+}
+
+// ---------------------------------------------------------------------------------------------
+// allowedConnectors on every grant (Dex GHSA-7qjx, #4889).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_connectors_changed_after_login_stop_code_and_refresh_grants() {
+    use oxidex_proto::api;
+    use oxidex_proto::api::dex_client::DexClient;
+
+    let ports = Ports::new();
+    let server = start_oxidex(ports, "", "");
+    let mut admin = DexClient::new(server.grpc_channel().await);
+    admin
+        .create_client(api::CreateClientReq {
+            client: Some(api::Client {
+                id: "dyn".into(),
+                secret: "dyn-secret".into(),
+                name: "Dynamic".into(),
+                redirect_uris: vec![RP_CB.into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let auth = || {
+        let mut url = url::Url::parse(&format!("{}/auth", server.issuer)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("client_id", "dyn")
+            .append_pair("redirect_uri", RP_CB)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid offline_access")
+            .append_pair("connector_id", "other");
+        url.to_string()
+    };
+    let redeem = |code: String| {
+        let server = &server;
+        async move {
+            token(
+                server,
+                ("dyn", "dyn-secret"),
+                &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", RP_CB)],
+            )
+            .await
+        }
+    };
+    let (status, tokens) = redeem(Browser::new(&server.issuer).code(&auth(), None).await).await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let pending_code = Browser::new(&server.issuer).code(&auth(), None).await;
+
+    // The client may now use another connector only.
+    admin
+        .update_client(api::UpdateClientReq {
+            id: "dyn".into(),
+            allowed_connectors: vec!["local".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, body) = redeem(pending_code).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let (status, body) = token(
+        &server,
+        ("dyn", "dyn-secret"),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)],
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // And /auth no longer offers the connector.
+    let page = Browser::new(&server.issuer).open(&auth()).await;
+    assert!(
+        !matches!(&page, Stop::Left(u) if u.as_str().starts_with(RP_CB) && query_param(u, "code").is_some())
+    );
 }
