@@ -562,6 +562,13 @@ async fn token_exchange_is_refused_when_the_grant_type_is_not_enabled() {
     )
     .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("unsupported_grant_type")), "{body}");
+
+    // The connector's upstream does not answer: the login shows "unavailable", not a 500.
+    let page = Browser::new(&server.issuer).open(&auth_url(&server, "upstream", "openid")).await.page();
+    assert_eq!(page.status, 503, "{}", page.html);
+    assert!(
+        server.log_text().contains("discovery at http://127.0.0.1:9/.well-known/openid-configuration failed")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
