@@ -51,9 +51,11 @@ pub(crate) struct Http {
 }
 
 impl Http {
-    /// A client trusting the system roots plus `extra_roots` (PEM bundles).
-    pub(crate) fn new(extra_roots: &[Vec<u8>]) -> Result<Self, String> {
+    /// A client trusting the system roots plus `extra_roots` (PEM bundles); `insecure` turns
+    /// certificate verification off (Dex's `insecureSkipVerify`).
+    pub(crate) fn new(extra_roots: &[Vec<u8>], insecure: bool) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(insecure)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))

@@ -181,10 +181,10 @@ impl ConnectorConfig for OidcConfig {
             url::Url::parse(&self.redirect_uri).map_err(|_| bad("redirectURI", "not a URL"))?;
         }
         if self.insecure_skip_verify {
-            return Err(bad(
-                "insecureSkipVerify",
-                "not supported: Oxidex always verifies the upstream's certificate; add its CA to rootCAs",
-            ));
+            tracing::warn!(
+                connector_id = %id,
+                "insecureSkipVerify: the upstream's TLS certificate is NOT verified; configure rootCAs instead"
+            );
         }
         let overrides = &self.provider_discovery_overrides;
         for (key, value) in [
@@ -201,7 +201,7 @@ impl ConnectorConfig for OidcConfig {
         for path in &self.root_cas {
             roots.push(std::fs::read(path).map_err(|e| bad("rootCAs", &format!("cannot read a file: {e}")))?);
         }
-        let http = Http::new(&roots).map_err(|r| bad("rootCAs", &r))?;
+        let http = Http::new(&roots, self.insecure_skip_verify).map_err(|r| bad("rootCAs", &r))?;
         let groups_filter = match self.claim_modifications.filter_group_claims.groups_filter.as_str() {
             "" => None,
             re => Some(regex::Regex::new(re).map_err(|_| {
@@ -729,5 +729,95 @@ impl ConnectorImpl for OidcConnector {
     }
     fn as_token_identity(&self) -> Option<&dyn TokenIdentityConnector> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::storage::{self, memory::MemoryStorage};
+
+    fn open(config: serde_json::Value) -> Result<crate::connector::OpenConnector, ConnectorError> {
+        let connector = storage::Connector {
+            id: "up".into(),
+            r#type: "oidc".into(),
+            name: "Upstream".into(),
+            config: config.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let ctx = OpenContext::new(Arc::new(MemoryStorage::new()), Arc::new(SystemClock));
+        crate::connector::open(&connector, &ctx)
+    }
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "issuer": "https://idp.example", "clientID": "c", "clientSecret": "hunter2",
+            "redirectURI": "https://oxidex.example/dex/callback",
+        })
+    }
+
+    fn key_of(e: ConnectorError) -> Option<String> {
+        match e {
+            ConnectorError::InvalidConfig { key, reason, .. } => {
+                assert!(!reason.contains("hunter2"), "{reason}");
+                key
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn required_keys_and_https_are_checked_naming_the_key() {
+        assert!(open(base()).is_ok());
+        for (key, value) in [
+            ("issuer", serde_json::json!("")),
+            ("issuer", serde_json::json!("http://idp.example")),
+            ("clientID", serde_json::json!("")),
+            ("clientSecret", serde_json::json!("")),
+            ("redirectURI", serde_json::json!("not a url")),
+        ] {
+            let mut c = base();
+            c[key] = value;
+            assert_eq!(key_of(open(c).err().unwrap()).as_deref(), Some(key));
+        }
+        let mut c = base();
+        c["providerDiscoveryOverrides"] = serde_json::json!({"tokenURL": "http://idp.example/token"});
+        assert_eq!(key_of(open(c).err().unwrap()).as_deref(), Some("providerDiscoveryOverrides.tokenURL"));
+        let mut c = base();
+        c["claimModifications"] = serde_json::json!({"filterGroupClaims": {"groupsFilter": "("}});
+        assert_eq!(
+            key_of(open(c).err().unwrap()).as_deref(),
+            Some("claimModifications.filterGroupClaims.groupsFilter")
+        );
+    }
+
+    #[test]
+    fn nested_keys_match_case_insensitively_and_the_connector_has_every_capability() {
+        let mut c = base();
+        c["ClaimMapping"] = serde_json::json!({"Preferred_Username": "nick", "EMAIL": "mail"});
+        c["claimModifications"] = serde_json::json!({
+            "NewGroupFromClaims": [{"Claims": ["a"], "Delimiter": ":", "Prefix": "p"}],
+            "modifyGroupNames": {"PREFIX": "x-"},
+        });
+        c["insecureSkipVerify"] = serde_json::json!(true);
+        let parsed: OidcConfig = crate::connector::config::parse(&storage::Connector {
+            id: "up".into(),
+            config: c.to_string().into_bytes(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(parsed.claim_mapping.preferred_username, "nick");
+        assert_eq!(parsed.claim_mapping.email, "mail");
+        assert_eq!(parsed.claim_modifications.new_group_from_claims[0].prefix, "p");
+        assert_eq!(parsed.claim_modifications.modify_group_names.prefix, "x-");
+        let shown = format!("{parsed:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let opened = open(c).unwrap();
+        assert!(
+            opened.callback().is_some() && opened.refresh().is_some() && opened.token_identity().is_some()
+        );
+        assert!(opened.password().is_none());
+        assert!(!format!("{opened:?}").contains("hunter2"));
     }
 }
