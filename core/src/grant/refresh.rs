@@ -178,6 +178,13 @@ impl Provider {
                 "This client may no longer use the connector of this refresh token.",
             )));
         }
+        if let Ok(connector) = self.connectors.get(&token.connector_id).await
+            && !connector.allows_grant_type("refresh_token")
+        {
+            return Ok(Err(invalid_grant(
+                "The connector of this refresh token no longer allows refreshing.",
+            )));
+        }
         let now = self.now();
         let policy = &self.settings.refresh;
         if self.refresh_expired(&token) {
@@ -245,12 +252,6 @@ impl Provider {
         let mut claims = token.claims.clone();
         let mut connector_data = token.connector_data.clone();
         match self.connectors.get(&token.connector_id).await {
-            Ok(connector) if !connector.allows_grant_type("refresh_token") => {
-                self.revoke_refresh(&token).await?;
-                return Ok(Err(invalid_grant(
-                    "The connector of this refresh token no longer allows refreshing.",
-                )));
-            }
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
