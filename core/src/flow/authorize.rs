@@ -219,7 +219,7 @@ impl Provider {
         requested: &str,
         select_account: bool,
     ) -> StepResult {
-        let available = self.available_connectors(client).await?;
+        let available = self.available_connectors(client, request).await?;
         let chosen = if !requested.is_empty() {
             Some(requested.to_owned())
         } else if available.len() == 1 && !self.settings.always_show_login && !select_account {
@@ -244,12 +244,24 @@ impl Provider {
         }
     }
 
-    async fn available_connectors(&self, client: &Client) -> Result<Vec<pb::ConnectorInfo>, Status> {
-        let list = self.connectors.list().await.map_err(connector_status)?;
+    /// The connectors a request may log in with: those the client allows and whose
+    /// `grantTypes` allow the request's grant (Dex: a device login offers only the connectors
+    /// allowing the device grant).
+    async fn available_connectors(
+        &self,
+        client: &Client,
+        request: &AuthRequest,
+    ) -> Result<Vec<pb::ConnectorInfo>, Status> {
+        let grant_type = grant_type_of(self, request);
+        let list = self.connectors.list_open().await.map_err(connector_status)?;
         Ok(list
             .into_iter()
-            .filter(|(id, _, _)| connector_allowed(client, id))
-            .map(|(id, r#type, name)| pb::ConnectorInfo { id, r#type, name })
+            .filter(|c| connector_allowed(client, c.id()) && c.allows_grant_type(grant_type))
+            .map(|c| pb::ConnectorInfo {
+                id: c.id().to_owned(),
+                r#type: c.connector_type().to_owned(),
+                name: c.name().to_owned(),
+            })
             .collect())
     }
 
@@ -349,7 +361,7 @@ impl Provider {
         retry_after: u64,
     ) -> StepResult {
         let client = self.durable.get_client(&request.client_id).await?;
-        let show_back_link = self.available_connectors(&client).await?.len() > 1;
+        let show_back_link = self.available_connectors(&client, request).await?.len() > 1;
         Ok(pb::FlowStep {
             step: Some(pb::flow_step::Step::PasswordForm(pb::PasswordForm {
                 request_id: request.id.clone(),

@@ -119,7 +119,7 @@ impl Provider {
         }
         let auth = req.client.clone().unwrap_or_default();
         if req.grant_type == GRANT_DEVICE_CODE {
-            // The device code identifies the request; the client authenticated when it asked for it.
+            // The device code names its client; the grant authenticates that client.
             return self.device_code_grant(&auth, &req.params).await;
         }
         let client = match self.authenticate(&auth).await? {
