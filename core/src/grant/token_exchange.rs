@@ -7,7 +7,9 @@
 //! Errors follow RFC 8693 §2.2.2: a missing or unsupported parameter and a subject token that
 //! does not verify are `invalid_request`; an `audience` that does not trust the client, or a
 //! `resource`, is `invalid_target`. The client's `allowedConnectors` and the connector's
-//! `grantTypes` apply as on every other grant.
+//! `grantTypes` apply as on every other grant. Unlike Dex, `scope` is validated like everywhere else
+//! (unknown scopes are `invalid_scope`; none means `openid`), and `audience` is honoured: it must
+//! name this client or a client that trusts it (`trustedPeers`), and becomes the token's `aud`.
 
 use std::collections::HashMap;
 

@@ -17,6 +17,11 @@
 //!
 //! Discovery happens on first use rather than at open, so a connector whose upstream is down
 //! at start-up opens anyway and works once the upstream answers.
+//!
+//! Differences from Dex, all on the safe side: PKCE is on unless `pkceChallenge: false` (Dex:
+//! off unless true); a nonce is always sent and checked; the upstream must be HTTPS except on
+//! loopback; an `iss` on the callback (RFC 9207) must be the upstream's; userinfo's `sub` must
+//! be the ID token's; a missing `name` claim is accepted unless `userNameKey` names it.
 
 mod claims;
 mod http;
