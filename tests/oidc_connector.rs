@@ -149,7 +149,8 @@ fn clients() -> String {
         "staticClients:\n\
          - id: {RP}\n  name: Relying Party\n  secret: {RP_SECRET}\n  redirectURIs: ['{RP_CB}']\n\
          - id: {RESTRICTED}\n  name: Restricted\n  secret: {RESTRICTED_SECRET}\n  redirectURIs: ['{RP_CB}']\n  \
-           allowedConnectors: [other]\n"
+           allowedConnectors: [other]\n\
+         - id: peer\n  name: Peer\n  secret: peer-secret\n  trustedPeers: [{RP}]\n"
     )
 }
 
@@ -529,6 +530,15 @@ async fn token_exchange_of_the_upstream_id_token() {
     params[0].1 = "other".to_owned();
     let (status, body) = exchange((RP, RP_SECRET), params).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    // An audience that trusts this client joins the token's audience.
+    let mut params = base(id_token);
+    params.push(("audience", "peer".to_owned()));
+    params.push(("requested_token_type", ID_TOKEN_TYPE.to_owned()));
+    let (status, body) = exchange((RP, RP_SECRET), params).await;
+    assert_eq!(status, 200, "{body}");
+    let issued = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(issued["aud"], json!(["peer", RP]), "{issued}");
+    assert_eq!(issued["azp"], RP, "{issued}");
     // An audience that does not trust this client.
     let mut params = base(id_token);
     params.push(("audience", RESTRICTED.to_owned()));

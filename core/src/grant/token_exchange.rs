@@ -9,7 +9,8 @@
 //! `resource`, is `invalid_target`. The client's `allowedConnectors` and the connector's
 //! `grantTypes` apply as on every other grant. Unlike Dex, `scope` is validated like everywhere else
 //! (unknown scopes are `invalid_scope`; none means `openid`), and `audience` is honoured: it must
-//! name this client or a client that trusts it (`trustedPeers`), and becomes the token's `aud`.
+//! name this client or a client that trusts it (`trustedPeers`), which joins the token's `aud`
+//! (as with Dex's cross-client scope).
 
 use std::collections::HashMap;
 
