@@ -194,12 +194,20 @@ fn hs256(claims: &Value, key: &[u8]) -> String {
 const REFRESH_POLICY: &str = "expiry:\n  refreshTokens:\n    reuseInterval: 10s\n";
 
 fn start_oxidex(ports: Ports, connectors: &str, extra: &str) -> Server {
+    start_oxidex_on(ports, None, connectors, extra)
+}
+
+/// Like [`start_oxidex`], on the given storage block (SQLite in the server's directory when
+/// `None`).
+fn start_oxidex_on(ports: Ports, storage: Option<String>, connectors: &str, extra: &str) -> Server {
     let extra = format!("{REFRESH_POLICY}{extra}");
     let body = format!(
         "{}connectors:\n{connectors}- type: mockCallback\n  id: other\n  name: Other\n{extra}",
         clients()
     );
-    Server::start(ports, move |dir, ports| config(ports, &sqlite_storage(dir), &body))
+    Server::start(ports, move |dir, ports| {
+        config(ports, &storage.unwrap_or_else(|| sqlite_storage(dir)), &body)
+    })
 }
 
 fn callback_of(ports: &Ports) -> String {
@@ -305,10 +313,24 @@ async fn login_through_oidc_provider_maps_claims_and_groups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_rereads_the_upstream_once_per_burst_and_fails_when_the_grant_is_revoked() {
+    upstream_refresh(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_refresh_on_postgres() {
+    let Some(url) = common::postgres::url_or_skip("upstream_refresh_on_postgres") else { return };
+    let db = common::postgres::fresh_database(&url, "oidc_refresh").await;
+    upstream_refresh(Some(db.storage_yaml())).await;
+    db.drop().await;
+}
+
+/// Upstream refresh through Oxidex refresh: fresh claims, one upstream call per burst of
+/// parallel refreshes, the rotated upstream token kept, invalid_grant once the upstream revokes.
+async fn upstream_refresh(storage: Option<String>) {
     let ports = Ports::new();
     let upstream = Upstream::start(&callback_of(&ports)).await;
     let connector = upstream_connector(&upstream.issuer, &callback_of(&ports));
-    let server = start_oxidex(ports, &connector, "");
+    let server = start_oxidex_on(ports, storage, &connector, "");
 
     let tokens =
         login_through_upstream(&server, "upstream", "openid profile email groups offline_access").await;
