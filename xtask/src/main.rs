@@ -71,13 +71,16 @@ fn test(extra: &[String]) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut apt)?;
     }
-    // The openid-client relying-party test needs tests/js/node_modules (from the npm registry),
-    // installed from the committed lockfile, again whenever the lockfile is newer.
-    let js = root.join("tests/js");
+    // The npm packages of the tests (from the npm registry), installed from the committed
+    // lockfiles, again whenever a lockfile is newer: tests/js (the openid-client relying party)
+    // and tests/upstream-oidc (the oidc-provider upstream of the oidc connector tests).
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let installed = modified(&js.join("node_modules/.package-lock.json"));
-    if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))?;
+    for dir in ["tests/js", "tests/upstream-oidc"] {
+        let js = root.join(dir);
+        let installed = modified(&js.join("node_modules/.package-lock.json"));
+        if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {
+            run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))?;
+        }
     }
     let mut cmd;
     let has_nextest = Command::new("cargo")

@@ -38,8 +38,10 @@ pub mod mock_callback;
 pub mod mock_password;
 mod oauth;
 mod oauth2;
+pub mod oidc;
 mod registry;
 mod set;
+pub(crate) mod single_flight;
 pub mod throttle;
 
 use std::collections::BTreeMap;

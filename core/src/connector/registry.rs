@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::config::{self, ConnectorConfig};
 use super::{
     ConnectorError, ConnectorImpl, OpenConnector, OpenContext, github, gitlab, google, ldap, local,
-    microsoft, mock_callback, mock_password, oauth,
+    microsoft, mock_callback, mock_password, oauth, oidc,
 };
 use crate::storage;
 
@@ -29,6 +29,7 @@ const REGISTRY: &[(&str, Factory)] = &[
     ("mockCallback", factory::<mock_callback::MockCallbackConfig>),
     ("mockPassword", factory::<mock_password::MockPasswordConfig>),
     ("oauth", factory::<oauth::OAuthConfig>),
+    ("oidc", factory::<oidc::OidcConfig>),
 ];
 
 /// The connector types this build can open.

@@ -304,6 +304,9 @@ impl Provider {
         client: &Client,
         grant: &DeviceGrant,
     ) -> Result<Result<pb::TokenResponse, pb::OAuthError>, Status> {
+        if !crate::flow::connector_allowed(client, &grant.connector_id) {
+            return Ok(Err(invalid_grant("This client may no longer use the connector of this login.")));
+        }
         let scopes = Scopes::from_list_lenient(grant.scopes.iter());
         let minted = self.mint_grant(&Grant {
             client_id: &client.id,

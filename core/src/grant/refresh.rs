@@ -11,11 +11,39 @@ use tonic::Status;
 
 use super::{invalid_grant, oauth_error};
 use crate::clock::new_id;
+use crate::connector::single_flight::SingleFlight;
 use crate::connector::{ConnectorError, ConnectorScopes, Identity};
-use crate::flow::Provider;
+use crate::flow::{Provider, connector_allowed};
 use crate::storage::{Claims, Client, OfflineSessions, RefreshToken, RefreshTokenRef, StorageError};
 use crate::token::refresh::{decode, encode, hash_secret, new_secret, secret_matches};
 use crate::token::scopes::{Scopes, narrowed};
+
+/// How long the outcome of an upstream refresh is shared with the other callers of the same
+/// rotation step (stragglers of a burst arrive after the first caller finished).
+const SHARE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why an upstream refresh gave no identity (cloneable, to share among a burst's callers).
+#[derive(Debug, Clone)]
+enum Flight {
+    Refused(String),
+    Failed(String),
+}
+
+/// The upstream refreshes in flight, keyed by refresh token id and successor secret hash: a
+/// burst of parallel refreshes of one refresh token calls the upstream once.
+pub struct RefreshFlights(SingleFlight<(String, String), Result<Identity, Flight>>);
+
+impl Default for RefreshFlights {
+    fn default() -> Self {
+        Self(SingleFlight::new(SHARE_REFRESH))
+    }
+}
+
+impl std::fmt::Debug for RefreshFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshFlights")
+    }
+}
 
 /// The secret that follows `secret` in a token's rotation chain.
 fn successor(rotation_key: &[u8], secret: &str) -> String {
@@ -144,6 +172,19 @@ impl Provider {
         if token.client_id != client.id {
             return Ok(Err(invalid_grant("Invalid refresh token.")));
         }
+        // allowedConnectors may have changed since the login (Dex GHSA-7qjx, #4889).
+        if !connector_allowed(client, &token.connector_id) {
+            return Ok(Err(invalid_grant(
+                "This client may no longer use the connector of this refresh token.",
+            )));
+        }
+        if let Ok(connector) = self.connectors.get(&token.connector_id).await
+            && !connector.allows_grant_type("refresh_token")
+        {
+            return Ok(Err(invalid_grant(
+                "The connector of this refresh token no longer allows refreshing.",
+            )));
+        }
         let now = self.now();
         let policy = &self.settings.refresh;
         if self.refresh_expired(&token) {
@@ -214,7 +255,25 @@ impl Provider {
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
-                    match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
+                    // Every caller of one rotation step (a burst of parallel refreshes of the
+                    // same secret, all receiving the same successor) shares one upstream call.
+                    let key = (token.id.clone(), hash_secret(&next_secret));
+                    let scopes = ConnectorScopes::from_scopes(&token.scopes);
+                    let outcome = self
+                        .refreshes
+                        .0
+                        .run(
+                            key,
+                            |o| !matches!(o, Err(Flight::Failed(_))),
+                            || async {
+                                refresher.refresh(&scopes, identity).await.map_err(|e| match e {
+                                    ConnectorError::Refused(reason) => Flight::Refused(reason),
+                                    other => Flight::Failed(other.to_string()),
+                                })
+                            },
+                        )
+                        .await;
+                    match outcome {
                         Ok(fresh) => {
                             claims = fresh.claims();
                             // The upstream may rotate its refresh token: keep the new one.
@@ -222,13 +281,13 @@ impl Provider {
                                 connector_data = fresh.connector_data;
                             }
                         }
-                        Err(ConnectorError::Refused(reason)) => {
+                        Err(Flight::Refused(reason)) => {
                             tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
                             self.revoke_refresh(&token).await?;
                             return Ok(Err(invalid_grant("The user is no longer valid upstream.")));
                         }
-                        Err(e) => {
-                            tracing::warn!(connector_id = %token.connector_id, error = %e, "upstream refresh failed");
+                        Err(Flight::Failed(error)) => {
+                            tracing::warn!(connector_id = %token.connector_id, %error, "upstream refresh failed");
                             let mut err = oauth_error(
                                 "temporarily_unavailable",
                                 "The login provider is unavailable; retry later.",
@@ -267,6 +326,23 @@ impl Provider {
             {
                 Ok(_) | Err(StorageError::NotFound) => {}
                 Err(e) => return Err(e.into()),
+            }
+            if connector_data != token.connector_data {
+                match self
+                    .durable
+                    .update_offline_sessions(
+                        &token.claims.user_id,
+                        &token.connector_id,
+                        &|mut s: OfflineSessions| {
+                            s.connector_data.clone_from(&data);
+                            Ok(s)
+                        },
+                    )
+                    .await
+                {
+                    Ok(_) | Err(StorageError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         let minted = self.mint(&client.id, &scopes, &claims, &token.connector_id, &token.nonce)?;
