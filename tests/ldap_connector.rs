@@ -268,6 +268,12 @@ impl Slapd {
         let _ = self.child.wait();
     }
 
+    /// Starts the stopped slapd again, on the same ports with the same data.
+    fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.ldap_port, self.ldaps_port, &self.log);
+        self.wait_until_up();
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -748,4 +754,14 @@ async fn a_refresh_while_the_directory_is_down_is_temporarily_unavailable_not_in
         token(&server, &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)]).await;
     assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
     assert!(server.log_text().contains("cannot connect to ldaps://127.0.0.1"), "{}", server.log_text());
+    // The failed refresh did not rotate the token: once the directory is back, the same refresh
+    // token works (no reuse interval is configured, so a rotated secret would revoke the family).
+    slapd.restart();
+    let (status, body) =
+        token(&server, &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)]).await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(next, refresh_token, "rotated once the upstream agreed");
+    let (status, body) = token(&server, &[("grant_type", "refresh_token"), ("refresh_token", &next)]).await;
+    assert_eq!(status, 200, "{body}");
 }

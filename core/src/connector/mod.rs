@@ -28,10 +28,10 @@
 //! ```
 
 mod config;
-pub mod ldap;
 mod github;
 mod gitlab;
 mod google;
+pub mod ldap;
 pub mod local;
 mod microsoft;
 pub mod mock_callback;

@@ -200,47 +200,22 @@ impl Provider {
             None => granted,
         };
 
-        // Which secret is the client's, and which one does it get back?
+        // Which secret is the client's, and which one does it get back? Nothing is written yet:
+        // the rotation is stored only once the upstream agreed (below), so that an upstream
+        // outage (a 503 to the client) leaves the presented secret current and the retry works.
         let current = secret_matches(&token.token, &secret);
-        let next_secret = if current && policy.disable_rotation {
-            secret.clone()
+        let (next_secret, rotation) = if current && policy.disable_rotation {
+            (secret.clone(), None)
         } else if current {
             let next = successor(&token.rotation_key, &secret);
-            let (from, to) = (hash_secret(&secret), hash_secret(&next));
-            let rotated = self
-                .durable
-                .update_refresh(&id, &|mut r: RefreshToken| {
-                    if r.token != from {
-                        return Err(StorageError::Rejected("rotated concurrently".into()));
-                    }
-                    r.obsolete_token.clone_from(&from);
-                    r.token.clone_from(&to);
-                    r.last_used = now;
-                    Ok(r)
-                })
-                .await;
-            match rotated {
-                Ok(_) => next,
-                // A concurrent refresh with the same secret rotated first: the chain is the same,
-                // so this caller gets the same successor.
-                Err(StorageError::Rejected(_)) => match self.durable.get_refresh(&id).await {
-                    Ok(r) if r.obsolete_token == from && r.token == to => next,
-                    Ok(r) => {
-                        self.revoke_refresh(&r).await?;
-                        return Ok(Err(invalid_grant("Invalid refresh token.")));
-                    }
-                    Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
-                    Err(e) => return Err(e.into()),
-                },
-                Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
-                Err(e) => return Err(e.into()),
-            }
+            let hashes = (hash_secret(&secret), hash_secret(&next));
+            (next, Some(hashes))
         } else if secret_matches(&token.obsolete_token, &secret)
             && within(token.last_used, now, policy.reuse_interval)
             && secret_matches(&token.token, &successor(&token.rotation_key, &secret))
         {
             // The previous secret within the reuse interval (a lost response, parallel tabs).
-            successor(&token.rotation_key, &secret)
+            (successor(&token.rotation_key, &secret), None)
         } else {
             // A rotated (or forged) secret: someone else may hold the chain. End it.
             tracing::warn!(client_id = %client.id, "refresh token reused after rotation: revoking it");
@@ -312,19 +287,46 @@ impl Provider {
                 )));
             }
         }
-        if claims != token.claims || connector_data != token.connector_data {
-            let updated = claims.clone();
-            let data = connector_data.clone();
-            match self
+
+        // One compare-and-swap stores the rotation together with what the upstream said.
+        let changed = claims != token.claims || connector_data != token.connector_data;
+        if rotation.is_some() || changed {
+            let (updated, data) = (claims.clone(), connector_data.clone());
+            let written = self
                 .durable
                 .update_refresh(&id, &|mut r: RefreshToken| {
-                    r.claims = updated.clone();
-                    r.connector_data.clone_from(&data);
+                    if let Some((from, to)) = &rotation {
+                        if r.token != *from {
+                            return Err(StorageError::Rejected("rotated concurrently".into()));
+                        }
+                        r.obsolete_token.clone_from(from);
+                        r.token.clone_from(to);
+                        r.last_used = now;
+                    }
+                    if changed {
+                        r.claims = updated.clone();
+                        r.connector_data.clone_from(&data);
+                    }
                     Ok(r)
                 })
-                .await
-            {
-                Ok(_) | Err(StorageError::NotFound) => {}
+                .await;
+            match written {
+                Ok(_) => {}
+                // A concurrent refresh with the same secret rotated first: the chain is the same,
+                // so this caller gets the same successor.
+                Err(StorageError::Rejected(_)) => match self.durable.get_refresh(&id).await {
+                    Ok(r)
+                        if rotation
+                            .as_ref()
+                            .is_some_and(|(from, to)| r.obsolete_token == *from && r.token == *to) => {}
+                    Ok(r) => {
+                        self.revoke_refresh(&r).await?;
+                        return Ok(Err(invalid_grant("Invalid refresh token.")));
+                    }
+                    Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
+                    Err(e) => return Err(e.into()),
+                },
+                Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
                 Err(e) => return Err(e.into()),
             }
             if connector_data != token.connector_data {
