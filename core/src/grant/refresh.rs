@@ -178,7 +178,9 @@ impl Provider {
                 "This client may no longer use the connector of this refresh token.",
             )));
         }
-        if let Ok(connector) = self.connectors.get(&token.connector_id).await
+        // Looked up once: a stored connector is a storage read.
+        let connector = self.connectors.get(&token.connector_id).await;
+        if let Ok(connector) = &connector
             && !connector.allows_grant_type("refresh_token")
         {
             return Ok(Err(invalid_grant(
@@ -226,7 +228,7 @@ impl Provider {
         // Re-read the identity upstream where the connector can.
         let mut claims = token.claims.clone();
         let mut connector_data = token.connector_data.clone();
-        match self.connectors.get(&token.connector_id).await {
+        match connector {
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
