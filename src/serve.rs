@@ -277,6 +277,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         allowed_origins: config.web.allowed_origins.clone(),
         allowed_headers: config.web.allowed_headers.clone(),
         secure_cookies: config.issuer.starts_with("https://"),
+        frontend: frontend_settings(&config.frontend)?,
     };
     // Apps may call the public gRPC services on the web port too (never the admin API).
     let web_router = oxidex_api::web_router(core.clone(), &settings, metrics.clone())
@@ -467,4 +468,43 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// The axum route of every method of a gRPC service.
 fn grpc_path<S: tonic::server::NamedService>(_: &S) -> String {
     format!("/{}/{{*method}}", S::NAME)
+}
+
+/// The gateway's `frontend:` settings, with the custom CSS and favicon files read.
+fn frontend_settings(f: &config::FrontendConfig) -> anyhow::Result<oxidex_api::FrontendSettings> {
+    let custom_css = match &f.custom_css {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("frontend.customCSS: reading {path}"))?,
+        ),
+        None => None,
+    };
+    let favicon = match &f.favicon {
+        Some(path) => {
+            let content = std::fs::read(path).with_context(|| format!("frontend.favicon: reading {path}"))?;
+            Some((content, path.clone()))
+        }
+        None => None,
+    };
+    Ok(oxidex_api::FrontendSettings {
+        theme: f.theme.clone(),
+        issuer: f.issuer.clone(),
+        logo_url: f.logo_url.clone(),
+        extra: f.extra.clone(),
+        default_locale: f.default_locale.clone(),
+        colors: f.colors.clone(),
+        custom_css,
+        favicon,
+    })
+}
+
+#[cfg(test)]
+mod frontend_tests {
+    /// Core validates the keys and languages the UI crate knows; the two lists must agree.
+    #[test]
+    fn config_colour_keys_and_locales_match_the_ui() {
+        let ui: Vec<&str> = oxidex_frontend::page::COLOR_VARIABLES.iter().map(|(k, _)| *k).collect();
+        assert_eq!(oxidex_core::config::FRONTEND_COLOR_KEYS, ui.as_slice());
+        let locales: Vec<&str> = oxidex_frontend::messages::Locale::ALL.iter().map(|l| l.tag()).collect();
+        assert_eq!(oxidex_core::config::FRONTEND_LOCALES, locales.as_slice());
+    }
 }

@@ -38,6 +38,14 @@ impl CookieSettings {
         Self { path: format!("{issuer_path}/"), secure }
     }
 
+    /// A `Set-Cookie` value for another session cookie of the pages (HttpOnly, SameSite=Lax,
+    /// the issuer path); `expire` deletes it instead.
+    pub(crate) fn cookie(&self, name: &str, value: &str, expire: bool) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let max_age = if expire { "; Max-Age=0" } else { "" };
+        format!("{name}={value}; Path={}; HttpOnly; SameSite=Lax{secure}{max_age}", self.path)
+    }
+
     fn set_cookie(&self, value: &str) -> Option<HeaderValue> {
         let secure = if self.secure { "; Secure" } else { "" };
         HeaderValue::try_from(format!(

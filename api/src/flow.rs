@@ -6,26 +6,33 @@
 //! one, the browser binding cookie (see [`crate::cookies`]). None of them answers CORS.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use oxidex_frontend::messages::Locale;
 use oxidex_proto::oxidex::v1 as pb;
 use pb::flow_client::FlowClient;
 use pb::flow_step::Step;
 
+use crate::assets::Assets;
 use crate::cookies::{self, BrowserSecret, ClientIp, CookieSettings};
 use crate::error::PageError;
 use crate::form::{self, Malformed, first};
-use crate::{CoreChannel, GatewaySettings, pages};
+use crate::pages::{self, PageEnv};
+use crate::{CoreChannel, GatewaySettings};
 
 #[derive(Clone)]
 struct FlowState {
     core: CoreChannel,
-    /// The issuer path, prefix of every link and form action.
-    base: String,
+    /// The issuer path, the assets and the theme.
+    pages: PageEnv,
+    cookie: CookieSettings,
 }
 
 impl FlowState {
@@ -34,9 +41,47 @@ impl FlowState {
     }
 }
 
+/// The cookie that keeps the `ui_locales` choice of the last `/auth` for the pages after it.
+const LOCALE_COOKIE: &str = "oxidex_locale";
+
+/// The page's language: the `oxidex_locale` cookie (set from `ui_locales` at `/auth`), else
+/// `Accept-Language`, else `frontend.defaultLocale`.
+struct Lang(Locale);
+
+impl FromRequestParts<FlowState> for Lang {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &FlowState) -> Result<Self, Self::Rejection> {
+        Ok(Lang(page_locale(&parts.headers, state)))
+    }
+}
+
+fn page_locale(headers: &HeaderMap, state: &FlowState) -> Locale {
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let chosen = locale_cookie(headers).unwrap_or_default();
+    Locale::negotiate(&chosen, accept, state.pages.default_locale)
+}
+
+fn locale_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == LOCALE_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
 /// The flow routes, relative to the issuer path.
-pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings) -> axum::Router {
+pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, assets: Arc<Assets>) -> axum::Router {
     let cookie = CookieSettings::new(&settings.issuer_path, settings.secure_cookies);
+    let pages = PageEnv {
+        base: settings.issuer_path.clone(),
+        assets,
+        settings: Arc::new(settings.frontend.clone()),
+        default_locale: Locale::from_tag(&settings.frontend.default_locale).unwrap_or_default(),
+    };
     axum::Router::new()
         .route("/auth", get(authorize_get).post(authorize_post))
         .route("/auth/{connector}", get(select_connector))
@@ -47,7 +92,7 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings) -> axum::Rou
         .route("/device", get(device_page))
         .route("/device/auth/verify_code", post(verify_user_code))
         .route("/device/callback", get(device_callback))
-        .with_state(FlowState { core, base: settings.issuer_path.clone() })
+        .with_state(FlowState { core, pages, cookie: cookie.clone() })
         .layer(axum::middleware::from_fn_with_state(cookie, cookies::bind_browser))
         .layer(axum::middleware::from_fn(
             |req: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -59,35 +104,26 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings) -> axum::Rou
 }
 
 /// Renders the step core answered with.
-fn render(base: &str, step: pb::FlowStep) -> Response {
-    match step.step {
-        Some(Step::Redirect(r)) => match HeaderValue::try_from(r.url) {
+fn render(pages: &PageEnv, locale: Locale, step: pb::FlowStep) -> Response {
+    let Some(inner) = &step.step else {
+        tracing::error!("core answered a flow step without a step");
+        return internal_error();
+    };
+    match inner {
+        Step::Redirect(r) => match HeaderValue::try_from(r.url.as_str()) {
             Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
             Err(_) => {
                 tracing::error!("core answered a redirect URL that is not a valid header value");
                 internal_error()
             }
         },
-        Some(Step::Error(e)) => {
-            let status = u16::try_from(e.http_status)
-                .ok()
-                .and_then(|s| StatusCode::from_u16(s).ok())
-                .filter(|s| s.is_client_error() || s.is_server_error())
-                .unwrap_or(StatusCode::BAD_REQUEST);
-            let title =
-                if e.title.is_empty() { status.canonical_reason().unwrap_or("Error") } else { &e.title };
-            pages::error(status, title, &e.message)
-        }
-        Some(Step::Chooser(c)) => pages::chooser(base, &c),
-        Some(Step::PasswordForm(f)) => pages::password_form(base, &f),
-        Some(Step::Approval(a)) => pages::approval(base, &a),
-        Some(Step::Oob(o)) => pages::oob(&o),
-        Some(Step::DeviceSuccess(d)) => pages::device_success(&d),
-        Some(Step::DeviceEntry(d)) => pages::device_entry(base, &d),
-        None => {
-            tracing::error!("core answered a flow step without a step");
-            internal_error()
-        }
+        Step::Error(e) => pages.error_page(locale, &step, e),
+        Step::Chooser(c) => pages.chooser(locale, &step, c),
+        Step::PasswordForm(f) => pages.password_form(locale, &step, f),
+        Step::Approval(a) => pages.approval(locale, &step, a),
+        Step::Oob(o) => pages.oob(locale, &step, o),
+        Step::DeviceSuccess(d) => pages.device_success(locale, &step, d),
+        Step::DeviceEntry(d) => pages.device_entry(locale, &step, d),
     }
 }
 
@@ -140,9 +176,27 @@ fn authorize_request(p: &[(String, String)], browser: BrowserSecret) -> pb::Auth
     }
 }
 
-async fn authorize(state: FlowState, req: pb::AuthorizeRequest) -> Result<Response, PageError> {
+/// `/auth`: remembers a supported `ui_locales` choice in a session cookie for the later pages
+/// of the flow (and forgets an earlier one when the request has none).
+async fn authorize(
+    state: FlowState,
+    req: pb::AuthorizeRequest,
+    headers: &HeaderMap,
+) -> Result<Response, PageError> {
+    let chosen = req.ui_locales.split_whitespace().find_map(Locale::from_tag);
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let locale = Locale::negotiate(chosen.map_or("", Locale::tag), accept, state.pages.default_locale);
     let step = state.client().authorize(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    let mut response = render(&state.pages, locale, step);
+    let cookie = match chosen {
+        Some(l) => Some(state.cookie.cookie(LOCALE_COOKIE, l.tag(), false)),
+        None if locale_cookie(headers).is_some() => Some(state.cookie.cookie(LOCALE_COOKIE, "", true)),
+        None => None,
+    };
+    if let Some(Ok(v)) = cookie.map(HeaderValue::try_from) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(response)
 }
 
 #[tracing::instrument(skip_all)]
@@ -150,9 +204,10 @@ async fn authorize_get(
     State(state): State<FlowState>,
     browser: BrowserSecret,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let p = query(&uri)?;
-    authorize(state, authorize_request(&p, browser)).await
+    authorize(state, authorize_request(&p, browser), &headers).await
 }
 
 #[tracing::instrument(skip_all)]
@@ -164,7 +219,7 @@ async fn authorize_post(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let p = body_and_query(&uri, &headers, &body)?;
-    authorize(state, authorize_request(&p, browser)).await
+    authorize(state, authorize_request(&p, browser), &headers).await
 }
 
 /// `/auth/{connector}?req=`: starts the login with one connector. A request without `req` but
@@ -172,16 +227,18 @@ async fn authorize_post(
 #[tracing::instrument(skip_all, fields(connector_id = %connector))]
 async fn select_connector(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     Path(connector): Path<String>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let p = query(&uri)?;
     let request_id = first(&p, "req");
     if request_id.is_empty() && !first(&p, "client_id").is_empty() {
         let mut req = authorize_request(&p, browser);
         req.connector_id = connector;
-        return authorize(state, req).await;
+        return authorize(state, req, &headers).await;
     }
     let req = pb::SelectConnectorRequest {
         request_id: request_id.to_owned(),
@@ -189,7 +246,7 @@ async fn select_connector(
         browser_secret: browser.0,
     };
     let step = state.client().select_connector(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 /// The request id of the password routes: `req`, or Dex's `state`.
@@ -203,6 +260,7 @@ fn request_id(p: &[(String, String)]) -> &str {
 #[tracing::instrument(skip_all, fields(connector_id = %connector))]
 async fn password_page(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     Path(connector): Path<String>,
     uri: Uri,
@@ -214,7 +272,7 @@ async fn password_page(
         browser_secret: browser.0,
     };
     let step = state.client().select_connector(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 #[tracing::instrument(skip_all, fields(connector_id = %connector))]
@@ -227,6 +285,7 @@ async fn password_login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, PageError> {
+    let lang = page_locale(&headers, &state);
     let p = body_and_query(&uri, &headers, &body)?;
     let req = pb::PasswordLoginRequest {
         request_id: request_id(&p).to_owned(),
@@ -237,56 +296,61 @@ async fn password_login(
         browser_secret: browser.0,
     };
     let step = state.client().password_login(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 async fn callback(
     state: FlowState,
+    lang: Locale,
     connector_id: String,
     params: Vec<(String, String)>,
     browser: BrowserSecret,
 ) -> Result<Response, PageError> {
     let req = pb::CallbackRequest { connector_id, params: to_map(params), browser_secret: browser.0 };
     let step = state.client().callback(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 #[tracing::instrument(skip_all)]
 async fn callback_get(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     uri: Uri,
 ) -> Result<Response, PageError> {
     let p = query(&uri)?;
-    callback(state, String::new(), p, browser).await
+    callback(state, lang, String::new(), p, browser).await
 }
 
 #[tracing::instrument(skip_all)]
 async fn callback_post(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, PageError> {
     let p = body_and_query(&uri, &headers, &body)?;
-    callback(state, String::new(), p, browser).await
+    callback(state, lang, String::new(), p, browser).await
 }
 
 #[tracing::instrument(skip_all, fields(connector_id = %connector))]
 async fn connector_callback_get(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     Path(connector): Path<String>,
     uri: Uri,
 ) -> Result<Response, PageError> {
     let p = query(&uri)?;
-    callback(state, connector, p, browser).await
+    callback(state, lang, connector, p, browser).await
 }
 
 #[tracing::instrument(skip_all, fields(connector_id = %connector))]
 async fn connector_callback_post(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     Path(connector): Path<String>,
     uri: Uri,
@@ -294,12 +358,13 @@ async fn connector_callback_post(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let p = body_and_query(&uri, &headers, &body)?;
-    callback(state, connector, p, browser).await
+    callback(state, lang, connector, p, browser).await
 }
 
 #[tracing::instrument(skip_all)]
 async fn approval_page(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     uri: Uri,
 ) -> Result<Response, PageError> {
@@ -310,12 +375,13 @@ async fn approval_page(
         browser_secret: browser.0,
     };
     let step = state.client().get_approval(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 #[tracing::instrument(skip_all)]
 async fn approve(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     headers: HeaderMap,
     body: Bytes,
@@ -328,12 +394,13 @@ async fn approve(
         browser_secret: browser.0,
     };
     let step = state.client().approve(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 /// `/device`: the user-code form, prefilled from `?user_code=`. Only binds the browser.
 async fn device_page(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     _browser: BrowserSecret,
     uri: Uri,
 ) -> Result<Response, PageError> {
@@ -343,12 +410,14 @@ async fn device_page(
         invalid: false,
         retry_after_seconds: 0,
     };
-    Ok(pages::device_entry(&state.base, &entry))
+    let step = pb::FlowStep { step: Some(Step::DeviceEntry(entry.clone())) };
+    Ok(state.pages.device_entry(lang, &step, &entry))
 }
 
 #[tracing::instrument(skip_all)]
 async fn verify_user_code(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
@@ -361,12 +430,13 @@ async fn verify_user_code(
         browser_secret: browser.0,
     };
     let step = state.client().verify_user_code(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }
 
 #[tracing::instrument(skip_all)]
 async fn device_callback(
     State(state): State<FlowState>,
+    Lang(lang): Lang,
     browser: BrowserSecret,
     uri: Uri,
 ) -> Result<Response, PageError> {
@@ -377,5 +447,5 @@ async fn device_callback(
         browser_secret: browser.0,
     };
     let step = state.client().device_callback(req).await?.into_inner();
-    Ok(render(&state.base, step))
+    Ok(render(&state.pages, lang, step))
 }

@@ -6,6 +6,7 @@
 //! Architecture invariant: this crate depends on `oxidex-proto` (wire types), never on
 //! `oxidex-core`.
 
+mod assets;
 mod cookies;
 mod core_channel;
 mod cors;
@@ -18,6 +19,7 @@ mod pages;
 mod telemetry;
 mod token;
 
+pub use assets::FrontendSettings;
 pub use core_channel::CoreChannel;
 pub use metrics::Metrics;
 
@@ -37,6 +39,8 @@ pub struct GatewaySettings {
     pub allowed_headers: Vec<String>,
     /// Whether the browser binding cookie carries `Secure`: true when the issuer is https.
     pub secure_cookies: bool,
+    /// The login pages' theme and language settings (`frontend:`).
+    pub frontend: FrontendSettings,
 }
 
 /// The public web listener's routes: discovery, JWKS, the browser flow and the token endpoints.

@@ -10,6 +10,7 @@ use oxidex_proto::oxidex::v1 as pb;
 use pb::discovery_client::DiscoveryClient;
 use serde_json::{Value, json};
 
+use crate::assets::{self, Assets};
 use crate::error::GatewayError;
 use crate::{CoreChannel, GatewaySettings, Metrics, cors, flow, token};
 
@@ -25,10 +26,14 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, metrics: Met
             .route("/keys", get(keys)),
         settings,
     );
+    let assets = Assets::new(&settings.frontend);
+    let static_files =
+        axum::Router::new().route("/static/{name}", get(assets::serve)).with_state(assets.clone());
     let routes = axum::Router::new()
         .merge(public_json)
         .with_state(AppState { core: core.clone() })
-        .merge(flow::router(core.clone(), settings))
+        .merge(static_files)
+        .merge(flow::router(core.clone(), settings, assets))
         .merge(token::router(core, settings));
     let mounted = if settings.issuer_path.is_empty() {
         routes

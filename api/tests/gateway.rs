@@ -408,6 +408,7 @@ async fn every_step_renders_with_security_headers() {
             title: "Bad client".into(),
             message: "Unknown client.".into(),
             http_status: 400,
+            code: String::new(),
         }),
         Step::Chooser(pb::ConnectorChooser {
             request_id: "r1".into(),
@@ -432,6 +433,7 @@ async fn every_step_renders_with_security_headers() {
             scopes: vec![pb::ScopeInfo { scope: "email".into(), description: "View your email".into() }],
             username: "jane".into(),
             email: "jane@example.com".into(),
+            redirect_origin: "https://rp.example".into(),
         }),
         Step::Oob(pb::OobCode { code: "oobcode".into() }),
         Step::DeviceSuccess(pb::DeviceSuccess { client: client("TV") }),
@@ -489,6 +491,177 @@ async fn every_step_renders_with_security_headers() {
     assert_html(&malformed);
 }
 
+/// The `href` of the first `<link rel="stylesheet">` whose name starts with `stem`.
+fn stylesheet(body: &str, stem: &str) -> String {
+    body.split("href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.starts_with(&format!("/dex/static/{stem}-")) && h.ends_with(".css"))
+        .unwrap_or_else(|| panic!("no {stem} stylesheet in {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn pages_speak_the_language_of_ui_locales_then_accept_language_then_the_default() {
+    let g = gateway();
+    g.set_step(Step::Chooser(pb::ConnectorChooser {
+        request_id: "r1".into(),
+        connectors: vec![pb::ConnectorInfo {
+            id: "local".into(),
+            r#type: "local".into(),
+            name: "Email".into(),
+        }],
+        client: client("App"),
+    }));
+    let a = g.get("/dex/auth?client_id=app&ui_locales=fr%20de-AT").await;
+    assert!(a.body.contains("<html lang=\"de\""), "{}", a.body);
+    assert!(a.body.contains("Mit Email anmelden"), "{}", a.body);
+    let set = a
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("oxidex_locale="))
+        .expect("ui_locales is remembered for the next pages");
+    assert!(set.starts_with("oxidex_locale=de;") && set.contains("HttpOnly"), "{set}");
+
+    // The next page of the flow has no ui_locales: the cookie keeps German.
+    g.set_step(Step::PasswordForm(pb::PasswordForm {
+        request_id: "r1".into(),
+        connector_id: "local".into(),
+        username_prompt: "Email Address".into(),
+        ..Default::default()
+    }));
+    let req = Request::get("/dex/auth/local/login?req=r1")
+        .header(header::COOKIE, "oxidex_locale=de")
+        .header(header::ACCEPT_LANGUAGE, "en")
+        .body(Body::empty())
+        .unwrap();
+    let a = g.send(req).await;
+    assert!(a.body.contains("<label for=\"login\">E-Mail-Adresse</label>"), "{}", a.body);
+    assert!(a.body.contains("<label for=\"password\">Passwort</label>"), "{}", a.body);
+
+    // Accept-Language alone.
+    let req = Request::get("/dex/auth/local/login?req=r1")
+        .header(header::ACCEPT_LANGUAGE, "fr-CH, de;q=0.8, en;q=0.5")
+        .body(Body::empty())
+        .unwrap();
+    assert!(g.send(req).await.body.contains("<html lang=\"de\""));
+    // A new /auth without ui_locales forgets the earlier choice.
+    let req = Request::get("/dex/auth?client_id=app")
+        .header(header::COOKIE, "oxidex_locale=de")
+        .body(Body::empty())
+        .unwrap();
+    let a = g.send(req).await;
+    assert!(a.body.contains("<html lang=\"en\""), "{}", a.body);
+    let cleared = a.headers.get_all(header::SET_COOKIE).iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.starts_with("oxidex_locale=;") && v.contains("Max-Age=0")
+    });
+    assert!(cleared, "{:?}", a.headers);
+
+    // The configured default.
+    let mut s = settings(false);
+    s.frontend.default_locale = "de".into();
+    let g = gateway_with(s);
+    g.set_step(Step::Error(pb::ErrorPage {
+        title: "Login session expired".into(),
+        message: "This login request is unknown.".into(),
+        http_status: 400,
+        code: "stale_request".into(),
+    }));
+    let a = g.get("/dex/approval?req=r&hmac=h").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("Anmeldesitzung abgelaufen"), "{}", a.body);
+    // English for a code the catalogs do not know: core's own text.
+    g.set_step(Step::Error(pb::ErrorPage {
+        title: "Brand new".into(),
+        message: "Something new happened.".into(),
+        http_status: 403,
+        code: "brand_new".into(),
+    }));
+    let a = g.get("/dex/approval?req=r&hmac=h").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.body.contains("Brand new") && a.body.contains("Something new happened."), "{}", a.body);
+}
+
+#[tokio::test]
+async fn pages_embed_the_step_and_link_hashed_immutable_compressed_assets() {
+    let mut s = settings(false);
+    s.frontend.theme = "dark".into();
+    s.frontend.issuer = "Example Corp".into();
+    s.frontend.colors.insert("primary".into(), "#aa3300".into());
+    s.frontend.custom_css = Some(".ox-brand { letter-spacing: 1px; }".into());
+    let g = gateway_with(s);
+    g.set_step(Step::Approval(pb::Approval {
+        request_id: "r1".into(),
+        hmac: "mac".into(),
+        client: Some(pb::ClientInfo {
+            id: "app".into(),
+            name: "App".into(),
+            logo_url: "https://cdn.example.com/app/logo.png".into(),
+        }),
+        scopes: vec![pb::ScopeInfo { scope: "email".into(), description: String::new() }],
+        username: "jane".into(),
+        email: String::new(),
+        redirect_origin: "https://rp.example".into(),
+    }));
+    let a = g.get("/dex/approval?req=r1&hmac=mac").await;
+    assert_html(&a);
+    assert!(a.body.contains("data-theme=\"dark\""), "{}", a.body);
+    assert!(a.body.contains("Example Corp"), "{}", a.body);
+    let csp = a.header(header::CONTENT_SECURITY_POLICY);
+    for part in [
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "style-src 'self'",
+        "img-src 'self' https://cdn.example.com;",
+        "form-action 'self' https://rp.example;",
+        "connect-src 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "CSP without {part}: {csp}");
+    }
+    // The step, as JSON data for the app.
+    let json = a
+        .body
+        .split("<script type=\"application/json\" id=\"step\">")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .expect("no embedded step");
+    let embedded: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(embedded["step"]["step"]["approval"]["hmac"], "mac", "{embedded}");
+    assert_eq!(embedded["ctx"]["base"], "/dex", "{embedded}");
+    assert_eq!(embedded["ctx"]["locale"], "en", "{embedded}");
+
+    // The stylesheets: hashed names, immutable, brotli or gzip by Accept-Encoding.
+    let app_css = stylesheet(&a.body, "app");
+    let get = |uri: &str, encoding: &str| {
+        let mut r = Request::get(uri);
+        if !encoding.is_empty() {
+            r = r.header(header::ACCEPT_ENCODING, encoding);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let plain = g.send(get(&app_css, "")).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert!(plain.header(header::CONTENT_TYPE).starts_with("text/css"));
+    assert_eq!(plain.header(header::CACHE_CONTROL), "public, max-age=31536000, immutable");
+    assert_eq!(plain.header(header::VARY), "Accept-Encoding");
+    assert!(plain.body.contains("--ox-primary"), "{}", plain.body);
+    let response = g.router.clone().oneshot(get(&app_css, "gzip, deflate, br")).await.unwrap();
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "br");
+    let br = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    assert!(br.len() < plain.body.len() / 2, "brotli {} of {} bytes", br.len(), plain.body.len());
+    let response = g.router.clone().oneshot(get(&app_css, "gzip;q=1, br;q=0")).await.unwrap();
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+
+    let theme = g.send(get(&stylesheet(&a.body, "theme"), "")).await;
+    assert!(theme.body.contains("--ox-primary: #aa3300;"), "{}", theme.body);
+    assert!(theme.body.contains(".ox-brand { letter-spacing: 1px; }"), "{}", theme.body);
+    let missing = g.send(get("/dex/static/app-0000000000000000.css", "")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn pages_escape_every_value() {
     let g = gateway();
@@ -500,6 +673,7 @@ async fn pages_escape_every_value() {
         scopes: vec![pb::ScopeInfo { scope: "s".into(), description: evil.into() }],
         username: evil.into(),
         email: String::new(),
+        redirect_origin: "javascript:alert(1)".into(),
     }));
     let a = g.get("/dex/approval?req=r&hmac=h").await;
     assert!(!a.body.contains("<script>"), "{}", a.body);

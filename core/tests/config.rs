@@ -426,6 +426,39 @@ fn unsupported_backends_and_signers_are_named() {
 }
 
 #[test]
+fn frontend_branding_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let css = dir.path().join("brand.css");
+    let icon = dir.path().join("favicon.svg");
+    std::fs::write(&css, "main {}").unwrap();
+    std::fs::write(&icon, "<svg/>").unwrap();
+    let c = ok(&format!(
+        "issuer: http://h/\nstorage: {{type: memory}}\nweb: {{http: 127.0.0.1:5556}}\nfrontend:\n  defaultLocale: de-AT\n  \
+         colors: {{primary: '#1d4ed8', primaryText: '#FFF'}}\n  customCSS: {}\n  favicon: {}\n",
+        css.display(),
+        icon.display()
+    ))
+    .config;
+    assert_eq!(c.frontend.default_locale, "de");
+    assert_eq!(c.frontend.colors.get("primary").map(String::as_str), Some("#1d4ed8"));
+    assert_eq!(c.frontend.colors.get("primaryText").map(String::as_str), Some("#FFF"));
+    assert_eq!(c.frontend.custom_css.as_deref(), css.to_str());
+    assert_eq!(c.frontend.favicon.as_deref(), icon.to_str());
+    assert_eq!(ok(MINIMAL).config.frontend.default_locale, "en");
+
+    let errs = errors(
+        "issuer: http://h/\nstorage: {type: memory}\nfrontend:\n  defaultLocale: fr\n  \
+         colors: {primary: 'red; } body { x', shade: '#000'}\n  customCSS: /no/such/brand.css\n  \
+         favicon: /etc/passwd\n",
+    );
+    has(&errs, "frontend.defaultLocale", "en, de");
+    has(&errs, "frontend.colors.primary", "hex colour");
+    has(&errs, "frontend.colors.shade", "unknown colour");
+    has(&errs, "frontend.customCSS", "no such file");
+    has(&errs, "frontend.favicon", ".ico or .png or .svg");
+}
+
+#[test]
 fn value_checks() {
     let errs = errors(
         "issuer: http://h/\nstorage: {type: memory}\n\

@@ -1,4 +1,6 @@
-//! Project automation. `cargo xtask test` runs the whole test suite (what the README and CI run);
+//! Project automation. `cargo xtask test` builds the login UI and runs the whole test suite (what
+//! the README and CI run); `cargo xtask build-ui` builds the login UI into `frontend/dist`;
+//! `cargo xtask run` builds it and runs `oxidex serve examples/config-dev.yaml`;
 //! `cargo xtask rss` measures the resident memory of `oxidex serve` after start.
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 
 mod bench;
+mod ui;
 
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -16,11 +19,17 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("build-ui") => ui::build().map(|_| ()),
+        Some("run") => {
+            ui::build()?;
+            let config = args.get(1).map_or("examples/config-dev.yaml", String::as_str);
+            run(Command::new("cargo").args(["run", "--", "serve", config]).current_dir(root()))
+        }
         Some("rss") => rss(),
         Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [extra nextest args] | cargo xtask rss | cargo xtask bench [--write] [--help]"
+                "usage: cargo xtask test [extra nextest args] | build-ui | run [CONFIG] | rss | bench [--write] [--help]"
             );
             std::process::exit(2);
         }
@@ -59,29 +68,40 @@ fn test(extra: &[String]) -> Result<()> {
     if !has_grpc_tools {
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "grpcio-tools"]))?;
     }
-    // The LDAP connector test starts its own OpenLDAP: Debian's slapd, and ldapmodify to change
-    // the directory while it runs.
+    // Debian packages: the LDAP connector test starts its own OpenLDAP (slapd, and ldapmodify to
+    // change the directory while it runs); the browser tests drive Debian's chromium.
+    let mut packages = Vec::new();
     if !Path::new("/usr/sbin/slapd").exists() || !Path::new("/usr/bin/ldapmodify").exists() {
+        packages.extend(["slapd", "ldap-utils"]);
+    }
+    if std::env::var_os("OXIDEX_UI_CHROMIUM").is_none() && !Path::new("/usr/bin/chromium").exists() {
+        packages.push("chromium");
+    }
+    if !packages.is_empty() {
         let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
         let mut apt = Command::new(if is_root { "apt-get" } else { "sudo" });
         if !is_root {
             apt.arg("apt-get");
         }
-        apt.args(["install", "-y", "--no-install-recommends", "slapd", "ldap-utils"])
+        apt.args(["install", "-y", "--no-install-recommends"])
+            .args(&packages)
             .env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut apt)?;
     }
     // The npm packages of the tests (from the npm registry), installed from the committed
-    // lockfiles, again whenever a lockfile is newer: tests/js (the openid-client relying party)
-    // and tests/upstream-oidc (the oidc-provider upstream of the oidc connector tests).
+    // lockfiles, again whenever a lockfile is newer: tests/js (the openid-client relying party),
+    // tests/upstream-oidc (the oidc-provider upstream of the oidc connector tests) and tests/ui
+    // (playwright-core, axe-core and binaryen's wasm-opt for the browser tests).
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    for dir in ["tests/js", "tests/upstream-oidc"] {
+    for dir in ["tests/js", "tests/upstream-oidc", "tests/ui"] {
         let js = root.join(dir);
         let installed = modified(&js.join("node_modules/.package-lock.json"));
         if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {
             run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))?;
         }
     }
+    // The tests run the binary with the login UI built in (tests/ui_browser.rs needs it).
+    ui::build()?;
     let mut cmd;
     let has_nextest = Command::new("cargo")
         .args(["nextest", "--version"])

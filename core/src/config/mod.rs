@@ -35,6 +35,7 @@ mod load;
 mod raw;
 mod storage;
 mod validate;
+pub use validate::{FRONTEND_COLOR_KEYS, FRONTEND_LOCALES};
 
 pub use load::{LoadOptions, Loaded, Overrides, load_file, parse_str};
 
@@ -240,6 +241,15 @@ pub struct FrontendConfig {
     pub logo_url: Option<String>,
     /// `frontend.extra`.
     pub extra: BTreeMap<String, String>,
+    /// `frontend.defaultLocale` (`en` by default): the login pages' language when neither
+    /// `ui_locales` nor `Accept-Language` names one with a catalog.
+    pub default_locale: String,
+    /// `frontend.colors`: brand colours (hex) by key, see `validate::FRONTEND_COLOR_KEYS`.
+    pub colors: BTreeMap<String, String>,
+    /// `frontend.customCSS`: a stylesheet file appended to the theme.
+    pub custom_css: Option<String>,
+    /// `frontend.favicon`: an .ico, .png or .svg file.
+    pub favicon: Option<String>,
 }
 
 /// `signer` (and the deprecated `expiry.signingKeys`).

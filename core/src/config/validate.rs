@@ -71,7 +71,21 @@ const OAUTH2_KEYS: &[&str] = &[
     "pkce",
 ];
 const PKCE_KEYS: &[&str] = &["enforce", "codeChallengeMethodsSupported"];
-const FRONTEND_KEYS: &[&str] = &["dir", "theme", "issuer", "logoURL", "extra"];
+const FRONTEND_KEYS: &[&str] =
+    &["dir", "theme", "issuer", "logoURL", "extra", "defaultLocale", "colors", "customCSS", "favicon"];
+
+/// `frontend.colors` keys (the login UI maps each to a CSS variable).
+pub const FRONTEND_COLOR_KEYS: &[&str] =
+    &["primary", "primaryText", "background", "surface", "text", "mutedText", "link", "error", "focus"];
+
+/// The languages of the login UI's catalogs (`frontend.defaultLocale`).
+pub const FRONTEND_LOCALES: &[&str] = &["en", "de"];
+
+/// A CSS hex colour: `#rgb`, `#rgba`, `#rrggbb` or `#rrggbbaa`.
+fn is_hex_colour(v: &str) -> bool {
+    v.strip_prefix('#')
+        .is_some_and(|h| matches!(h.len(), 3 | 4 | 6 | 8) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
 const SIGNER_KEYS: &[&str] = &["type", "config"];
 const LOCAL_SIGNER_KEYS: &[&str] = &["keysRotationPeriod", "algorithm"];
 
@@ -430,7 +444,12 @@ fn logger(ctx: &mut Ctx<'_>, top: &Obj<'_>) -> LoggerConfig {
 }
 
 fn frontend(ctx: &mut Ctx<'_>, top: &Obj<'_>) -> FrontendConfig {
-    let mut f = FrontendConfig { theme: "light".into(), issuer: "dex".into(), ..FrontendConfig::default() };
+    let mut f = FrontendConfig {
+        theme: "light".into(),
+        issuer: "dex".into(),
+        default_locale: "en".into(),
+        ..FrontendConfig::default()
+    };
     let obj = top.child(ctx, "frontend", FRONTEND_KEYS);
     if let Some(o) = &obj {
         f.dir = o.nonempty(ctx, "dir");
@@ -439,6 +458,42 @@ fn frontend(ctx: &mut Ctx<'_>, top: &Obj<'_>) -> FrontendConfig {
         }
         f.logo_url = o.nonempty(ctx, "logoURL");
         f.extra = o.string_map(ctx, "extra");
+        if let Some(locale) = o.nonempty(ctx, "defaultLocale") {
+            let primary = locale.split(['-', '_']).next().unwrap_or("").to_ascii_lowercase();
+            if FRONTEND_LOCALES.contains(&primary.as_str()) {
+                f.default_locale = primary;
+            } else {
+                ctx.error(
+                    &o.key_path("defaultLocale"),
+                    format!("no catalog for this language; use one of {}", FRONTEND_LOCALES.join(", ")),
+                );
+            }
+        }
+        let colors = o.string_map(ctx, "colors");
+        let colors_path = o.key_path("colors");
+        for (key, value) in colors {
+            let path = format!("{colors_path}.{key}");
+            if !FRONTEND_COLOR_KEYS.contains(&key.as_str()) {
+                ctx.error(&path, format!("unknown colour; use {}", FRONTEND_COLOR_KEYS.join(", ")));
+            } else if !is_hex_colour(value.trim()) {
+                ctx.error(&path, "must be a hex colour like #1d4ed8");
+            } else {
+                f.colors.insert(key, value.trim().to_owned());
+            }
+        }
+        for (key, exts) in [("customCSS", &["css"][..]), ("favicon", &["ico", "png", "svg"][..])] {
+            let Some(file) = o.nonempty(ctx, key) else { continue };
+            let ext = file.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+            if !exts.contains(&ext.as_str()) {
+                ctx.error(&o.key_path(key), format!("must be a .{} file", exts.join(" or .")));
+            } else if !std::path::Path::new(&file).is_file() {
+                ctx.error(&o.key_path(key), "no such file");
+            } else if key == "customCSS" {
+                f.custom_css = Some(file);
+            } else {
+                f.favicon = Some(file);
+            }
+        }
     }
     if f.dir.is_none() {
         f.dir = ctx.var("DEX_FRONTEND_DIR").filter(|d| !d.is_empty());

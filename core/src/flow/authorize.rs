@@ -29,7 +29,12 @@ impl Reply<'_> {
     /// An OAuth error sent back to the client (RFC 6749 §4.1.2.1) with `iss` (RFC 9207).
     fn error(&self, error: &str, description: &str) -> pb::FlowStep {
         if self.redirect_uri == OOB_REDIRECT_URI {
-            return error_page(400, "Authorization failed", format!("{error}: {description}"));
+            return error_page(
+                400,
+                "authorization_failed",
+                "Authorization failed",
+                format!("{error}: {description}"),
+            );
         }
         let mut params = vec![("error", error)];
         if !description.is_empty() {
@@ -42,7 +47,12 @@ impl Reply<'_> {
     /// the fragment.
     fn send<'p>(&'p self, mut params: Vec<(&'p str, &'p str)>) -> pb::FlowStep {
         let Ok(mut url) = url::Url::parse(self.redirect_uri) else {
-            return error_page(400, "Invalid redirect URI", "The application's redirect URI is not a URL.");
+            return error_page(
+                400,
+                "invalid_redirect_uri",
+                "Invalid redirect URI",
+                "The application's redirect URI is not a URL.",
+            );
         };
         if !self.state.is_empty() {
             params.push(("state", self.state));
@@ -91,16 +101,37 @@ fn redirect_uri_allowed(client: &Client, uri: &str) -> bool {
 }
 
 impl Provider {
+    /// Where the browser goes when the flow leaves this provider (see
+    /// `PasswordForm.redirect_origin`): the redirect URI's origin, or its scheme for a custom
+    /// scheme; empty for out-of-band and device requests, which end here.
+    fn redirect_origin(&self, request: &AuthRequest) -> String {
+        if request.redirect_uri == OOB_REDIRECT_URI || request.redirect_uri == self.url(DEVICE_CALLBACK_PATH)
+        {
+            return String::new();
+        }
+        match url::Url::parse(&request.redirect_uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => u.origin().ascii_serialization(),
+            Ok(u) => format!("{}:", u.scheme()),
+            Err(_) => String::new(),
+        }
+    }
+
     /// `/auth`: validates an authorization request and starts the login.
     pub async fn authorize(&self, req: pb::AuthorizeRequest) -> StepResult {
         if req.client_id.is_empty() {
-            return Ok(error_page(400, "Invalid request", "The request has no client_id."));
+            return Ok(error_page(
+                400,
+                "missing_client_id",
+                "Invalid request",
+                "The request has no client_id.",
+            ));
         }
         let client = match self.durable.get_client(&req.client_id).await {
             Ok(c) => c,
             Err(StorageError::NotFound) => {
                 return Ok(error_page(
                     400,
+                    "unknown_client",
                     "Unknown application",
                     "No application is registered with this client_id.",
                 ));
@@ -113,6 +144,7 @@ impl Provider {
         {
             return Ok(error_page(
                 400,
+                "invalid_redirect_uri",
                 "Invalid redirect URI",
                 "The redirect_uri is not registered for this application.",
             ));
@@ -123,7 +155,12 @@ impl Provider {
             return Ok(reply.error("request_not_supported", "Request objects are not supported."));
         }
         if req.browser_secret.is_empty() {
-            return Ok(error_page(400, "Cookies required", "Enable cookies for this site and try again."));
+            return Ok(error_page(
+                400,
+                "cookies_required",
+                "Cookies required",
+                "Enable cookies for this site and try again.",
+            ));
         }
 
         // Response type: every word must be known, and the combination enabled.
@@ -231,6 +268,7 @@ impl Provider {
             Some(id) => self.start_login(request, &id).await,
             None if available.is_empty() => Ok(error_page(
                 500,
+                "no_connectors",
                 "No way to log in",
                 "No login method is configured for this application. Contact the administrator.",
             )),
@@ -283,6 +321,7 @@ impl Provider {
         if !connector_allowed(&client, connector_id) {
             return Ok(error_page(
                 403,
+                "connector_not_allowed",
                 "Login method not allowed",
                 "This application does not allow this login method.",
             ));
@@ -290,13 +329,19 @@ impl Provider {
         let connector = match self.connectors.get(connector_id).await {
             Ok(c) => c,
             Err(ConnectorError::NotFound { .. }) => {
-                return Ok(error_page(404, "Unknown login method", "This login method does not exist."));
+                return Ok(error_page(
+                    404,
+                    "unknown_connector",
+                    "Unknown login method",
+                    "This login method does not exist.",
+                ));
             }
             Err(e) => return Err(connector_status(e)),
         };
         if !connector.allows_grant_type(grant_type_of(self, request)) {
             return Ok(error_page(
                 403,
+                "connector_not_allowed",
                 "Login method not allowed",
                 "This login method cannot be used for this kind of sign-in.",
             ));
@@ -317,6 +362,7 @@ impl Provider {
         } else {
             return Ok(error_page(
                 500,
+                "connector_unavailable",
                 "Login method unavailable",
                 "This login method cannot be used in a browser.",
             ));
@@ -372,6 +418,7 @@ impl Provider {
                 retry_after_seconds: i64::try_from(retry_after).unwrap_or(i64::MAX),
                 show_back_link,
                 client: Some(client_info(&client)),
+                redirect_origin: self.redirect_origin(request),
             })),
         })
     }
@@ -388,6 +435,7 @@ impl Provider {
         let Some(password) = connector.password() else {
             return Ok(error_page(
                 400,
+                "not_password_connector",
                 "Not a password login",
                 "This login method does not take a password.",
             ));
@@ -507,6 +555,7 @@ impl Provider {
                 scopes,
                 username: request.claims.username.clone(),
                 email: request.claims.email.clone(),
+                redirect_origin: self.redirect_origin(&request),
             })),
         })
     }
@@ -617,16 +666,21 @@ fn reply_for<'a>(provider: &'a Provider, request: &'a AuthRequest) -> Reply<'a> 
 /// the log).
 fn callback_error_page(e: ConnectorError) -> pb::FlowStep {
     match e {
-        ConnectorError::Refused(reason) => {
-            error_page(403, "Access denied", format!("You are not allowed to log in here: {reason}."))
-        }
+        ConnectorError::Refused(reason) => error_page(
+            403,
+            "upstream_refused",
+            "Access denied",
+            format!("You are not allowed to log in here: {reason}."),
+        ),
         ConnectorError::InvalidCallback(reason) => error_page(
             400,
+            "upstream_login_failed",
             "Login failed",
             format!("The login provider did not confirm your identity ({reason}). Try again."),
         ),
         _ => error_page(
             502,
+            "connector_unavailable",
             "Login provider unavailable",
             "The login provider could not be reached or gave an unexpected answer. Try again later.",
         ),

@@ -39,7 +39,12 @@ impl Provider {
     /// like password guesses (a user code has about 34 bits).
     pub async fn verify_user_code(&self, req: pb::VerifyUserCodeRequest) -> StepResult {
         if req.browser_secret.is_empty() {
-            return Ok(error_page(400, "Cookies required", "Enable cookies for this site and try again."));
+            return Ok(error_page(
+                400,
+                "cookies_required",
+                "Cookies required",
+                "Enable cookies for this site and try again.",
+            ));
         }
         let ip: std::net::IpAddr = req.client_ip.parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         let account = format!("device-user-code\u{0}{ip}");
@@ -61,6 +66,7 @@ impl Provider {
             Err(StorageError::NotFound) => {
                 return Ok(error_page(
                     400,
+                    "device_client_gone",
                     "Unknown application",
                     "The application of this code no longer exists.",
                 ));
@@ -108,6 +114,7 @@ impl Provider {
         let Some(device) = self.live_device_request(&req.state).await? else {
             return Ok(error_page(
                 400,
+                "device_code_expired",
                 "Device code expired",
                 "The code shown on your device has expired. Start again on the device.",
             ));
@@ -176,6 +183,11 @@ impl Provider {
             }
             self.flow.delete_device_request(&device.user_code).await.ok();
         }
-        Ok(error_page(403, "Access denied", "You denied the device access. You can close this window."))
+        Ok(error_page(
+            403,
+            "device_denied",
+            "Access denied",
+            "You denied the device access. You can close this window.",
+        ))
     }
 }

@@ -219,13 +219,15 @@ pub(crate) fn approval_hmac_ok(request: &AuthRequest, presented: &str) -> bool {
     hmac::verify(&key, request.id.as_bytes(), &tag).is_ok()
 }
 
-/// An error page step.
-pub(crate) fn error_page(status: i32, title: &str, message: impl Into<String>) -> pb::FlowStep {
+/// An error page step. `code` is the stable identifier a UI translates (see `ErrorPage.code`);
+/// `title` and `message` are the English text shown by a UI that does not know the code.
+pub(crate) fn error_page(status: i32, code: &str, title: &str, message: impl Into<String>) -> pb::FlowStep {
     pb::FlowStep {
         step: Some(pb::flow_step::Step::Error(pb::ErrorPage {
             title: title.to_owned(),
             message: message.into(),
             http_status: status,
+            code: code.to_owned(),
         })),
     }
 }
@@ -248,6 +250,7 @@ pub(crate) fn client_info(client: &Client) -> pb::ClientInfo {
 pub(crate) fn stale_request() -> pb::FlowStep {
     error_page(
         400,
+        "stale_request",
         "Login session expired",
         "This login request is unknown, has expired, or was started in another browser. \
          Go back to the application and sign in again.",
