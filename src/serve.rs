@@ -258,6 +258,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         throttle: LoginThrottle::new(clock.clone(), ThrottlePolicy::default()),
         clock: clock.clone(),
         settings: ProviderSettings::from_config(&config),
+        refreshes: Default::default(),
     });
     let flow = FlowServer::new(FlowService::new(provider.clone()));
     let token = TokenServer::new(TokenService::new(provider));

@@ -227,7 +227,8 @@ async fn one_bad_connector_does_not_stop_the_others() {
     let storage = Arc::new(MemoryStorage::new());
     storage.create_connector(connector("good", "mockCallback", "{}", "v1")).await.unwrap();
     storage.create_connector(connector("broken", "mockPassword", r#"{"username":"a"}"#, "v1")).await.unwrap();
-    storage.create_connector(connector("future", "ldap", r#"{"host":"ldap:636"}"#, "v1")).await.unwrap();
+    storage.create_connector(connector("future", "notYetAConnector", "{}", "v1")).await.unwrap();
+    storage.create_connector(connector("corp", "ldap", r#"{"host":"ldap:636"}"#, "v1")).await.unwrap();
     let set = ConnectorSet::new(ctx(&storage), true);
 
     let listed = set.list().await.unwrap();
@@ -240,7 +241,9 @@ async fn one_bad_connector_does_not_stop_the_others() {
     assert!(matches!(&err, ConnectorError::Unavailable { id, .. } if id == "broken"), "{err:?}");
     assert!(err.to_string().contains("\"password\""), "{err}");
     let err = set.get("future").await.unwrap_err().to_string();
-    assert!(err.contains("connector type \"ldap\" is not supported (yet)"), "{err}");
+    assert!(err.contains("connector type \"notYetAConnector\" is not supported (yet)"), "{err}");
+    let err = set.get("corp").await.unwrap_err().to_string();
+    assert!(err.contains("\"userSearch.baseDN\""), "{err}");
     assert!(set.get("good").await.unwrap().callback().is_some());
     assert!(set.get("local").await.unwrap().password().is_some());
     assert!(matches!(set.get("nope").await, Err(ConnectorError::NotFound { .. })));

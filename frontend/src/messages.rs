@@ -231,6 +231,8 @@ pub fn error_text(code: &str) -> Option<(Msg, Option<Msg>)> {
         "connector_unavailable" => (ConnectorUnavailableTitle, Some(ConnectorUnavailableMessage)),
         "not_password_connector" => (NotPasswordTitle, Some(NotPasswordMessage)),
         "upstream_login_failed" => (UpstreamFailedTitle, Some(UpstreamFailedMessage)),
+        // The upstream's reason (not in an allowed org, team, group...) has no translation.
+        "upstream_refused" => (AccessDeniedTitle, None),
         "device_client_gone" => (UnknownClientTitle, Some(DeviceClientGoneMessage)),
         "device_code_expired" => (DeviceExpiredTitle, Some(DeviceExpiredMessage)),
         "device_denied" => (AccessDeniedTitle, Some(DeviceDeniedMessage)),
@@ -301,6 +303,7 @@ mod tests {
             "connector_unavailable",
             "not_password_connector",
             "upstream_login_failed",
+            "upstream_refused",
             "device_client_gone",
             "device_code_expired",
             "device_denied",

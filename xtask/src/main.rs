@@ -68,11 +68,32 @@ fn test(extra: &[String]) -> Result<()> {
     if !has_grpc_tools {
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "grpcio-tools"]))?;
     }
-    // The openid-client relying-party test needs tests/js/node_modules (from the npm registry),
-    // installed from the committed lockfile, again whenever the lockfile is newer.
-    // The browser tests (tests/ui: playwright-core, axe-core, binaryen's wasm-opt) likewise.
+    // Debian packages: the LDAP connector test starts its own OpenLDAP (slapd, and ldapmodify to
+    // change the directory while it runs); the browser tests drive Debian's chromium.
+    let mut packages = Vec::new();
+    if !Path::new("/usr/sbin/slapd").exists() || !Path::new("/usr/bin/ldapmodify").exists() {
+        packages.extend(["slapd", "ldap-utils"]);
+    }
+    if std::env::var_os("OXIDEX_UI_CHROMIUM").is_none() && !Path::new("/usr/bin/chromium").exists() {
+        packages.push("chromium");
+    }
+    if !packages.is_empty() {
+        let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut apt = Command::new(if is_root { "apt-get" } else { "sudo" });
+        if !is_root {
+            apt.arg("apt-get");
+        }
+        apt.args(["install", "-y", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut apt)?;
+    }
+    // The npm packages of the tests (from the npm registry), installed from the committed
+    // lockfiles, again whenever a lockfile is newer: tests/js (the openid-client relying party),
+    // tests/upstream-oidc (the oidc-provider upstream of the oidc connector tests) and tests/ui
+    // (playwright-core, axe-core and binaryen's wasm-opt for the browser tests).
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    for dir in ["tests/js", "tests/ui"] {
+    for dir in ["tests/js", "tests/upstream-oidc", "tests/ui"] {
         let js = root.join(dir);
         let installed = modified(&js.join("node_modules/.package-lock.json"));
         if installed.is_none_or(|i| modified(&js.join("package-lock.json")).is_some_and(|l| l > i)) {

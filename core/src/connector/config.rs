@@ -59,6 +59,52 @@ pub(crate) fn parse<T: DeserializeOwned>(connector: &storage::Connector) -> Resu
     }
 }
 
+/// `deserialize_with` helper for a nested settings object (`claimMapping: {...}`): its keys match
+/// the fields of `T` case-insensitively, as at the top level (Go's `encoding/json` applies the
+/// rule at every depth). Unknown nested keys are ignored with a warning.
+pub(crate) fn nested<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    nested_value(value).map_err(de::Error::custom)
+}
+
+/// `deserialize_with` helper for a list of nested settings objects (`newGroupFromClaims: [...]`).
+pub(crate) fn nested_list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    match value {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::Array(items) => {
+            items.into_iter().map(|item| nested_value(item).map_err(de::Error::custom)).collect()
+        }
+        other => Err(de::Error::custom(format!("found {}, expected a list", kind(&other)))),
+    }
+}
+
+fn nested_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    let value = match (value, field_names::<T>()) {
+        (serde_json::Value::Null, _) => serde_json::Value::Object(serde_json::Map::new()),
+        (serde_json::Value::Object(object), Some(fields)) => {
+            serde_json::Value::Object(normalize_keys("", object, fields))
+        }
+        (other, _) => other,
+    };
+    let shown = kind(&value);
+    T::deserialize(value).map_err(|e| {
+        let message = e.to_string();
+        match message.split_once(", expected ") {
+            Some((_, expected)) => format!("found {shown} somewhere inside, expected {expected}"),
+            None => format!("the {shown} given is not acceptable here"),
+        }
+    })
+}
+
 /// Renames keys that match a field case-insensitively (Go's rule; an exact match wins) and
 /// warns about keys that match no field.
 fn normalize_keys(

@@ -28,11 +28,20 @@
 //! ```
 
 mod config;
+mod github;
+mod gitlab;
+mod google;
+pub mod ldap;
 pub mod local;
+mod microsoft;
 pub mod mock_callback;
 pub mod mock_password;
+mod oauth;
+mod oauth2;
+pub mod oidc;
 mod registry;
 mod set;
+pub(crate) mod single_flight;
 pub mod throttle;
 
 use std::collections::BTreeMap;

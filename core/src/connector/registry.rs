@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use super::config::{self, ConnectorConfig};
-use super::{ConnectorError, ConnectorImpl, OpenConnector, OpenContext, local, mock_callback, mock_password};
+use super::{
+    ConnectorError, ConnectorImpl, OpenConnector, OpenContext, github, gitlab, google, ldap, local,
+    microsoft, mock_callback, mock_password, oauth, oidc,
+};
 use crate::storage;
 
 type Factory = fn(&storage::Connector, &OpenContext) -> Result<Arc<dyn ConnectorImpl>, ConnectorError>;
@@ -18,8 +21,15 @@ fn factory<C: ConnectorConfig>(
 /// Every supported type, by Dex's type name.
 const REGISTRY: &[(&str, Factory)] = &[
     (super::LOCAL_CONNECTOR_TYPE, factory::<local::LocalConfig>),
+    ("ldap", factory::<ldap::LdapConfig>),
+    ("github", factory::<github::GitHubConfig>),
+    ("gitlab", factory::<gitlab::GitLabConfig>),
+    ("google", factory::<google::GoogleConfig>),
+    ("microsoft", factory::<microsoft::MicrosoftConfig>),
     ("mockCallback", factory::<mock_callback::MockCallbackConfig>),
     ("mockPassword", factory::<mock_password::MockPasswordConfig>),
+    ("oauth", factory::<oauth::OAuthConfig>),
+    ("oidc", factory::<oidc::OidcConfig>),
 ];
 
 /// The connector types this build can open.

@@ -106,10 +106,15 @@ impl ConnectorSet {
     /// The usable connectors as `(id, type, name)`, `local` first, then in storage order.
     /// Connectors that cannot be opened are left out (and reported in the log).
     pub async fn list(&self) -> Result<Vec<(String, String, String)>, ConnectorError> {
+        Ok(self.list_open().await?.iter().map(summary).collect())
+    }
+
+    /// The usable connectors, opened, in the order of [`ConnectorSet::list`].
+    pub async fn list_open(&self) -> Result<Vec<OpenConnector>, ConnectorError> {
         let records = self.ctx.storage.list_connectors().await?;
         let mut out = Vec::with_capacity(records.len() + 1);
         if let Some(local) = &self.local {
-            out.push(summary(local));
+            out.push(local.clone());
         }
         let mut present = Vec::with_capacity(records.len());
         for record in records {
@@ -119,7 +124,7 @@ impl ConnectorSet {
             }
             present.push(record.id.clone());
             if let Ok(c) = self.resolve(record) {
-                out.push(summary(&c));
+                out.push(c);
             }
         }
         self.lock().retain(|id, _| present.contains(id));

@@ -256,7 +256,7 @@ impl Provider {
         requested: &str,
         select_account: bool,
     ) -> StepResult {
-        let available = self.available_connectors(client).await?;
+        let available = self.available_connectors(client, request).await?;
         let chosen = if !requested.is_empty() {
             Some(requested.to_owned())
         } else if available.len() == 1 && !self.settings.always_show_login && !select_account {
@@ -282,12 +282,24 @@ impl Provider {
         }
     }
 
-    async fn available_connectors(&self, client: &Client) -> Result<Vec<pb::ConnectorInfo>, Status> {
-        let list = self.connectors.list().await.map_err(connector_status)?;
+    /// The connectors a request may log in with: those the client allows and whose
+    /// `grantTypes` allow the request's grant (Dex: a device login offers only the connectors
+    /// allowing the device grant).
+    async fn available_connectors(
+        &self,
+        client: &Client,
+        request: &AuthRequest,
+    ) -> Result<Vec<pb::ConnectorInfo>, Status> {
+        let grant_type = grant_type_of(self, request);
+        let list = self.connectors.list_open().await.map_err(connector_status)?;
         Ok(list
             .into_iter()
-            .filter(|(id, _, _)| connector_allowed(client, id))
-            .map(|(id, r#type, name)| pb::ConnectorInfo { id, r#type, name })
+            .filter(|c| connector_allowed(client, c.id()) && c.allows_grant_type(grant_type))
+            .map(|c| pb::ConnectorInfo {
+                id: c.id().to_owned(),
+                r#type: c.connector_type().to_owned(),
+                name: c.name().to_owned(),
+            })
             .collect())
     }
 
@@ -395,7 +407,7 @@ impl Provider {
         retry_after: u64,
     ) -> StepResult {
         let client = self.durable.get_client(&request.client_id).await?;
-        let show_back_link = self.available_connectors(&client).await?.len() > 1;
+        let show_back_link = self.available_connectors(&client, request).await?.len() > 1;
         Ok(pb::FlowStep {
             step: Some(pb::flow_step::Step::PasswordForm(pb::PasswordForm {
                 request_id: request.id.clone(),
@@ -480,12 +492,7 @@ impl Provider {
             }
             Err(e) => {
                 tracing::warn!(connector_id = %connector.id(), error = %e, "upstream login failed");
-                Ok(error_page(
-                    400,
-                    "upstream_login_failed",
-                    "Login failed",
-                    "The login provider did not confirm your identity. Try again.",
-                ))
+                Ok(callback_error_page(e))
             }
         }
     }
@@ -649,6 +656,34 @@ fn reply_for<'a>(provider: &'a Provider, request: &'a AuthRequest) -> Reply<'a> 
         redirect_uri: &request.redirect_uri,
         state: &request.state,
         fragment: !words.is_empty() && (!words.contains(&"code") || words.len() > 1),
+    }
+}
+
+/// The page for a failed callback. The user learns which side failed: the upstream refused
+/// them (not in an allowed org, team, group or hosted domain: 403, with the connector's
+/// reason, which connectors compose themselves and which names only the user's own account),
+/// the callback itself was not acceptable (400), or the upstream failed (502, details only in
+/// the log).
+fn callback_error_page(e: ConnectorError) -> pb::FlowStep {
+    match e {
+        ConnectorError::Refused(reason) => error_page(
+            403,
+            "upstream_refused",
+            "Access denied",
+            format!("You are not allowed to log in here: {reason}."),
+        ),
+        ConnectorError::InvalidCallback(reason) => error_page(
+            400,
+            "upstream_login_failed",
+            "Login failed",
+            format!("The login provider did not confirm your identity ({reason}). Try again."),
+        ),
+        _ => error_page(
+            502,
+            "connector_unavailable",
+            "Login provider unavailable",
+            "The login provider could not be reached or gave an unexpected answer. Try again later.",
+        ),
     }
 }
 

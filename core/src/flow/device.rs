@@ -81,6 +81,10 @@ impl Provider {
             scopes: device.scopes.clone(),
             redirect_uri: self.url(DEVICE_CALLBACK_PATH),
             state: device.user_code.clone(),
+            // The device flow has no nonce; the field binds the login (and the code it ends in)
+            // to this device request, since `state` comes back through the browser and could
+            // name another one.
+            nonce: device.user_code.clone(),
             // The consent page names the client: the user confirms which device they let in.
             force_approval_prompt: true,
             expiry,
@@ -94,7 +98,7 @@ impl Provider {
     }
 
     /// `/device/callback`: the login of a device request finished; the code (single use, bound
-    /// to the device request's client) completes the device token.
+    /// to the device request its login started for) completes that request's device token.
     pub async fn device_callback(&self, req: pb::DeviceCallbackRequest) -> StepResult {
         if req.code.is_empty() {
             return Ok(stale_request());
@@ -117,6 +121,10 @@ impl Provider {
         };
         if device.client_id != code.client_id {
             tracing::warn!(client_id = %code.client_id, "device callback for another client's device request");
+            return Ok(stale_request());
+        }
+        if code.nonce != device.user_code {
+            tracing::warn!(client_id = %code.client_id, "device callback for another device request");
             return Ok(stale_request());
         }
         let grant = DeviceGrant {

@@ -123,6 +123,8 @@ pub struct Provider {
     pub clock: SharedClock,
     /// Protocol settings.
     pub settings: ProviderSettings,
+    /// Upstream refreshes in flight (one upstream call per burst of parallel refreshes).
+    pub refreshes: crate::grant::RefreshFlights,
 }
 
 impl Provider {

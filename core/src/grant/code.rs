@@ -6,7 +6,7 @@ use oxidex_proto::oxidex::v1 as pb;
 use tonic::Status;
 
 use super::{invalid_grant, oauth_error};
-use crate::flow::Provider;
+use crate::flow::{Provider, connector_allowed};
 use crate::storage::{Client, StorageError, Tombstone};
 use crate::token::pkce;
 use crate::token::refresh::hash_code;
@@ -52,6 +52,10 @@ impl Provider {
         }
         if stored.redirect_uri != redirect_uri {
             return Ok(Err(invalid_grant("redirect_uri does not match the authorization request.")));
+        }
+        // allowedConnectors may have changed since the login (Dex GHSA-7qjx, #4889).
+        if !connector_allowed(client, &stored.connector_id) {
+            return Ok(Err(invalid_grant("This client may no longer use the connector of this code.")));
         }
         // The single-use gate: of concurrent redemptions exactly one gets past this line.
         let code_row = match self.flow.take_auth_code(&id).await {

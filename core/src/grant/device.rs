@@ -12,7 +12,8 @@
 //! Unlike Dex, the tokens are not minted at the browser callback and parked in storage: the
 //! device token holds only the login's identity, and the tokens (with a fresh refresh token)
 //! are minted when the device collects them, once. The client secret of a confidential client is
-//! checked at `/device/code` and never stored or sent through the browser (Dex #4928).
+//! checked at `/device/code` and at every poll, and never stored or sent through the browser
+//! (Dex #4928; Dex stores it on the device request and checks it at `/device/callback`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -198,17 +199,19 @@ impl Provider {
             Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid device code."))),
             Err(e) => return Err(e.into()),
         };
-        // The client: the one that asked for the code. A client that sends credentials must
-        // pass authentication; a public client (or Dex-style poller) may send its id alone.
+        // The client: the one that asked for the code. A confidential client authenticates
+        // here as at any token request (RFC 8628 §3.4, RFC 6749 §3.2.1); a public client has no
+        // secret and may send its id alone (or, as with Dex, nothing but the device code).
         if !auth.client_id.is_empty() && auth.client_id != token.client_id {
             return Ok(Err(invalid_grant("Invalid device code.")));
         }
-        let client = if auth.client_secret.is_empty() {
-            match self.durable.get_client(&token.client_id).await {
-                Ok(c) => c,
-                Err(StorageError::NotFound) => return Ok(Err(invalid_client(auth))),
-                Err(e) => return Err(e.into()),
-            }
+        let client = match self.durable.get_client(&token.client_id).await {
+            Ok(c) => c,
+            Err(StorageError::NotFound) => return Ok(Err(invalid_client(auth))),
+            Err(e) => return Err(e.into()),
+        };
+        let client = if client.public && auth.client_secret.is_empty() {
+            client
         } else {
             match self
                 .authenticate(&pb::ClientAuth { client_id: token.client_id.clone(), ..auth.clone() })
@@ -301,6 +304,9 @@ impl Provider {
         client: &Client,
         grant: &DeviceGrant,
     ) -> Result<Result<pb::TokenResponse, pb::OAuthError>, Status> {
+        if !crate::flow::connector_allowed(client, &grant.connector_id) {
+            return Ok(Err(invalid_grant("This client may no longer use the connector of this login.")));
+        }
         let scopes = Scopes::from_list_lenient(grant.scopes.iter());
         let minted = self.mint_grant(&Grant {
             client_id: &client.id,

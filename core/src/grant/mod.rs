@@ -15,6 +15,9 @@ pub(crate) mod device;
 mod introspect;
 mod password;
 mod refresh;
+mod token_exchange;
+
+pub use refresh::RefreshFlights;
 
 use oxidex_proto::oxidex::v1 as pb;
 use subtle::ConstantTimeEq as _;
@@ -116,7 +119,7 @@ impl Provider {
         }
         let auth = req.client.clone().unwrap_or_default();
         if req.grant_type == GRANT_DEVICE_CODE {
-            // The device code identifies the request; the client authenticated when it asked for it.
+            // The device code names its client; the grant authenticates that client.
             return self.device_code_grant(&auth, &req.params).await;
         }
         let client = match self.authenticate(&auth).await? {
@@ -129,6 +132,7 @@ impl Provider {
             "refresh_token" => self.refresh_token_grant(&client, &req.params).await,
             "password" => self.password_grant(&client, &req.params, &req.client_ip).await,
             "client_credentials" => self.client_credentials_grant(&client, &req.params).await,
+            token_exchange::GRANT_TOKEN_EXCHANGE => self.token_exchange_grant(&client, &req.params).await,
             _ => Ok(Err(oauth_error("unsupported_grant_type", "This grant type is not supported yet.", 400))),
         }
     }

@@ -11,11 +11,39 @@ use tonic::Status;
 
 use super::{invalid_grant, oauth_error};
 use crate::clock::new_id;
+use crate::connector::single_flight::SingleFlight;
 use crate::connector::{ConnectorError, ConnectorScopes, Identity};
-use crate::flow::Provider;
+use crate::flow::{Provider, connector_allowed};
 use crate::storage::{Claims, Client, OfflineSessions, RefreshToken, RefreshTokenRef, StorageError};
 use crate::token::refresh::{decode, encode, hash_secret, new_secret, secret_matches};
 use crate::token::scopes::{Scopes, narrowed};
+
+/// How long the outcome of an upstream refresh is shared with the other callers of the same
+/// rotation step (stragglers of a burst arrive after the first caller finished).
+const SHARE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why an upstream refresh gave no identity (cloneable, to share among a burst's callers).
+#[derive(Debug, Clone)]
+enum Flight {
+    Refused(String),
+    Failed(String),
+}
+
+/// The upstream refreshes in flight, keyed by refresh token id and successor secret hash: a
+/// burst of parallel refreshes of one refresh token calls the upstream once.
+pub struct RefreshFlights(SingleFlight<(String, String), Result<Identity, Flight>>);
+
+impl Default for RefreshFlights {
+    fn default() -> Self {
+        Self(SingleFlight::new(SHARE_REFRESH))
+    }
+}
+
+impl std::fmt::Debug for RefreshFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshFlights")
+    }
+}
 
 /// The secret that follows `secret` in a token's rotation chain.
 fn successor(rotation_key: &[u8], secret: &str) -> String {
@@ -144,6 +172,21 @@ impl Provider {
         if token.client_id != client.id {
             return Ok(Err(invalid_grant("Invalid refresh token.")));
         }
+        // allowedConnectors may have changed since the login (Dex GHSA-7qjx, #4889).
+        if !connector_allowed(client, &token.connector_id) {
+            return Ok(Err(invalid_grant(
+                "This client may no longer use the connector of this refresh token.",
+            )));
+        }
+        // Looked up once: a stored connector is a storage read.
+        let connector = self.connectors.get(&token.connector_id).await;
+        if let Ok(connector) = &connector
+            && !connector.allows_grant_type("refresh_token")
+        {
+            return Ok(Err(invalid_grant(
+                "The connector of this refresh token no longer allows refreshing.",
+            )));
+        }
         let now = self.now();
         let policy = &self.settings.refresh;
         if self.refresh_expired(&token) {
@@ -159,47 +202,22 @@ impl Provider {
             None => granted,
         };
 
-        // Which secret is the client's, and which one does it get back?
+        // Which secret is the client's, and which one does it get back? Nothing is written yet:
+        // the rotation is stored only once the upstream agreed (below), so that an upstream
+        // outage (a 503 to the client) leaves the presented secret current and the retry works.
         let current = secret_matches(&token.token, &secret);
-        let next_secret = if current && policy.disable_rotation {
-            secret.clone()
+        let (next_secret, rotation) = if current && policy.disable_rotation {
+            (secret.clone(), None)
         } else if current {
             let next = successor(&token.rotation_key, &secret);
-            let (from, to) = (hash_secret(&secret), hash_secret(&next));
-            let rotated = self
-                .durable
-                .update_refresh(&id, &|mut r: RefreshToken| {
-                    if r.token != from {
-                        return Err(StorageError::Rejected("rotated concurrently".into()));
-                    }
-                    r.obsolete_token.clone_from(&from);
-                    r.token.clone_from(&to);
-                    r.last_used = now;
-                    Ok(r)
-                })
-                .await;
-            match rotated {
-                Ok(_) => next,
-                // A concurrent refresh with the same secret rotated first: the chain is the same,
-                // so this caller gets the same successor.
-                Err(StorageError::Rejected(_)) => match self.durable.get_refresh(&id).await {
-                    Ok(r) if r.obsolete_token == from && r.token == to => next,
-                    Ok(r) => {
-                        self.revoke_refresh(&r).await?;
-                        return Ok(Err(invalid_grant("Invalid refresh token.")));
-                    }
-                    Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
-                    Err(e) => return Err(e.into()),
-                },
-                Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
-                Err(e) => return Err(e.into()),
-            }
+            let hashes = (hash_secret(&secret), hash_secret(&next));
+            (next, Some(hashes))
         } else if secret_matches(&token.obsolete_token, &secret)
             && within(token.last_used, now, policy.reuse_interval)
             && secret_matches(&token.token, &successor(&token.rotation_key, &secret))
         {
             // The previous secret within the reuse interval (a lost response, parallel tabs).
-            successor(&token.rotation_key, &secret)
+            (successor(&token.rotation_key, &secret), None)
         } else {
             // A rotated (or forged) secret: someone else may hold the chain. End it.
             tracing::warn!(client_id = %client.id, "refresh token reused after rotation: revoking it");
@@ -209,19 +227,44 @@ impl Provider {
 
         // Re-read the identity upstream where the connector can.
         let mut claims = token.claims.clone();
-        match self.connectors.get(&token.connector_id).await {
+        let mut connector_data = token.connector_data.clone();
+        match connector {
             Ok(connector) => {
                 if let Some(refresher) = connector.refresh() {
                     let identity = Identity::from_claims(token.claims.clone(), token.connector_data.clone());
-                    match refresher.refresh(&ConnectorScopes::from_scopes(&token.scopes), identity).await {
-                        Ok(fresh) => claims = fresh.claims(),
-                        Err(ConnectorError::Refused(reason)) => {
+                    // Every caller of one rotation step (a burst of parallel refreshes of the
+                    // same secret, all receiving the same successor) shares one upstream call.
+                    let key = (token.id.clone(), hash_secret(&next_secret));
+                    let scopes = ConnectorScopes::from_scopes(&token.scopes);
+                    let outcome = self
+                        .refreshes
+                        .0
+                        .run(
+                            key,
+                            |o| !matches!(o, Err(Flight::Failed(_))),
+                            || async {
+                                refresher.refresh(&scopes, identity).await.map_err(|e| match e {
+                                    ConnectorError::Refused(reason) => Flight::Refused(reason),
+                                    other => Flight::Failed(other.to_string()),
+                                })
+                            },
+                        )
+                        .await;
+                    match outcome {
+                        Ok(fresh) => {
+                            claims = fresh.claims();
+                            // The upstream may rotate its refresh token: keep the new one.
+                            if !fresh.connector_data.is_empty() {
+                                connector_data = fresh.connector_data;
+                            }
+                        }
+                        Err(Flight::Refused(reason)) => {
                             tracing::info!(connector_id = %token.connector_id, %reason, "upstream refused refresh");
                             self.revoke_refresh(&token).await?;
                             return Ok(Err(invalid_grant("The user is no longer valid upstream.")));
                         }
-                        Err(e) => {
-                            tracing::warn!(connector_id = %token.connector_id, error = %e, "upstream refresh failed");
+                        Err(Flight::Failed(error)) => {
+                            tracing::warn!(connector_id = %token.connector_id, %error, "upstream refresh failed");
                             let mut err = oauth_error(
                                 "temporarily_unavailable",
                                 "The login provider is unavailable; retry later.",
@@ -246,18 +289,64 @@ impl Provider {
                 )));
             }
         }
-        if claims != token.claims {
-            let updated = claims.clone();
-            match self
+
+        // One compare-and-swap stores the rotation together with what the upstream said.
+        let changed = claims != token.claims || connector_data != token.connector_data;
+        if rotation.is_some() || changed {
+            let (updated, data) = (claims.clone(), connector_data.clone());
+            let written = self
                 .durable
                 .update_refresh(&id, &|mut r: RefreshToken| {
-                    r.claims = updated.clone();
+                    if let Some((from, to)) = &rotation {
+                        if r.token != *from {
+                            return Err(StorageError::Rejected("rotated concurrently".into()));
+                        }
+                        r.obsolete_token.clone_from(from);
+                        r.token.clone_from(to);
+                        r.last_used = now;
+                    }
+                    if changed {
+                        r.claims = updated.clone();
+                        r.connector_data.clone_from(&data);
+                    }
                     Ok(r)
                 })
-                .await
-            {
-                Ok(_) | Err(StorageError::NotFound) => {}
+                .await;
+            match written {
+                Ok(_) => {}
+                // A concurrent refresh with the same secret rotated first: the chain is the same,
+                // so this caller gets the same successor.
+                Err(StorageError::Rejected(_)) => match self.durable.get_refresh(&id).await {
+                    Ok(r)
+                        if rotation
+                            .as_ref()
+                            .is_some_and(|(from, to)| r.obsolete_token == *from && r.token == *to) => {}
+                    Ok(r) => {
+                        self.revoke_refresh(&r).await?;
+                        return Ok(Err(invalid_grant("Invalid refresh token.")));
+                    }
+                    Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
+                    Err(e) => return Err(e.into()),
+                },
+                Err(StorageError::NotFound) => return Ok(Err(invalid_grant("Invalid refresh token."))),
                 Err(e) => return Err(e.into()),
+            }
+            if connector_data != token.connector_data {
+                match self
+                    .durable
+                    .update_offline_sessions(
+                        &token.claims.user_id,
+                        &token.connector_id,
+                        &|mut s: OfflineSessions| {
+                            s.connector_data.clone_from(&data);
+                            Ok(s)
+                        },
+                    )
+                    .await
+                {
+                    Ok(_) | Err(StorageError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         let minted = self.mint(&client.id, &scopes, &claims, &token.connector_id, &token.nonce)?;
