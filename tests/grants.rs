@@ -16,13 +16,13 @@ use std::collections::HashMap;
 use std::str::FromStr as _;
 
 use common::browser::{Browser, fragment_params, query_param};
+use common::http::{Auth, Reply, form_post, http};
 use common::rp::DEX_SUB;
 use common::{PASSWORD_HASH, Ports, Server, config, sqlite_storage};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, IssuerUrl, Nonce, PkceCodeChallenge};
 use oxidex_proto::api;
 use oxidex_proto::api::dex_client::DexClient;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 const RP: &str = "rp";
@@ -95,91 +95,9 @@ fn start_password_grant() -> Server {
 // HTTP helpers.
 
 /// How a request authenticates the client.
-#[derive(Clone, Copy, Debug)]
-enum Auth<'a> {
-    /// `client_secret_basic`.
-    Basic(&'a str, &'a str),
-    /// `client_secret_post`.
-    Post(&'a str, &'a str),
-    /// No client identification at all.
-    Anonymous,
-}
-
-/// An HTTP answer, read completely.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    async fn read(r: reqwest::Response) -> Self {
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.text().await.unwrap();
-        Self { status, headers, body }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {:?}", self.status, self.body))
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error member: {}", self.body)).to_owned()
-    }
-
-    fn field(&self, name: &str) -> String {
-        self.json()[name].as_str().unwrap_or_else(|| panic!("no {name} in {}", self.body)).to_owned()
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.json().get(name).is_some()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
-    }
-
-    /// Asserts a 200.
-    #[track_caller]
-    fn assert_ok(&self, what: &str) {
-        assert_eq!(self.status, 200, "{what}: {}", self.body);
-    }
-
-    /// Asserts an OAuth error with this status and code.
-    #[track_caller]
-    fn assert_error(&self, status: u16, error: &str) {
-        assert_eq!(self.status, status, "expected {status} {error}, got {}: {}", self.status, self.body);
-        assert_eq!(self.error(), error, "{}", self.body);
-    }
-
-    /// Asserts `Cache-Control: no-store`.
-    #[track_caller]
-    fn assert_no_store(&self, what: &str) {
-        let cc = self.header("cache-control").unwrap_or_default();
-        assert!(cc.contains("no-store"), "{what}: Cache-Control {cc:?}");
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
 /// A form POST to `path` under the issuer with client authentication.
 async fn post_form(server: &Server, path: &str, auth: Auth<'_>, params: &[(&str, &str)]) -> Reply {
-    let mut form: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-    let mut req = http().post(format!("{}{path}", server.issuer));
-    match auth {
-        Auth::Basic(id, secret) => req = req.basic_auth(id, Some(secret)),
-        Auth::Post(id, secret) => {
-            form.push(("client_id".into(), id.into()));
-            form.push(("client_secret".into(), secret.into()));
-        }
-        Auth::Anonymous => {}
-    }
-    Reply::read(req.form(&form).send().await.unwrap()).await
+    form_post(&http(), &format!("{}{path}", server.issuer), auth, params).await
 }
 
 async fn token(server: &Server, auth: Auth<'_>, params: &[(&str, &str)]) -> Reply {

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::browser::{Browser, absolute, links, location, query_param};
+use common::http::{Auth, Reply, form_post, http};
 use common::{PASSWORD_HASH, Ports, Server, config, sqlite_storage};
 use openidconnect::{PkceCodeChallenge, PkceCodeVerifier};
 use reqwest::header::HeaderMap;
@@ -102,79 +103,9 @@ impl Authz {
     }
 }
 
-/// How a token request authenticates the client.
-#[derive(Clone, Copy, Debug)]
-enum Auth<'a> {
-    /// `client_secret_basic`.
-    Basic(&'a str, &'a str),
-    /// `client_secret_post`.
-    Post(&'a str, &'a str),
-    /// A public client: `client_id` in the body, no secret.
-    Public(&'a str),
-    /// No client identification at all.
-    Anonymous,
-}
-
-/// An HTTP answer, read completely.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    async fn read(r: reqwest::Response) -> Self {
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.text().await.unwrap();
-        Self { status, headers, body }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {:?}", self.status, self.body))
-    }
-
-    /// The `error` member of an OAuth error body.
-    fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error member: {}", self.body)).to_owned()
-    }
-
-    fn field(&self, name: &str) -> String {
-        self.json()[name].as_str().unwrap_or_else(|| panic!("no {name} in {}", self.body)).to_owned()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
-    }
-
-    /// Asserts an OAuth error with this status and code.
-    #[track_caller]
-    fn assert_error(&self, status: u16, error: &str) {
-        assert_eq!(self.status, status, "expected {status} {error}, got {}: {}", self.status, self.body);
-        assert_eq!(self.error(), error, "{}", self.body);
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-}
-
 /// A POST to an endpoint under the issuer with a form body and client authentication.
 async fn post_form(client: &reqwest::Client, url: &str, auth: Auth<'_>, params: &[(&str, &str)]) -> Reply {
-    let mut form: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-    let mut req = client.post(url);
-    match auth {
-        Auth::Basic(id, secret) => req = req.basic_auth(id, Some(secret)),
-        Auth::Post(id, secret) => {
-            form.push(("client_id".into(), id.into()));
-            form.push(("client_secret".into(), secret.into()));
-        }
-        Auth::Public(id) => form.push(("client_id".into(), id.into())),
-        Auth::Anonymous => {}
-    }
-    Reply::read(req.form(&form).send().await.unwrap()).await
+    form_post(client, url, auth, params).await
 }
 
 async fn token(server: &Server, auth: Auth<'_>, params: &[(&str, &str)]) -> Reply {
@@ -386,7 +317,7 @@ async fn public_client_without_redirect_uris_may_use_loopback_only() {
     let code = query_param(&back, "code").unwrap();
     let r = token(
         &server,
-        Auth::Public(NATIVE),
+        Auth::Id(NATIVE),
         &[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -1014,7 +945,7 @@ async fn client_secret_basic_and_post_work_and_wrong_secrets_get_401() {
     for (what, auth) in [
         ("wrong post secret", Auth::Post(RP, "wrong")),
         ("unknown post client", Auth::Post("nobody", RP_SECRET)),
-        ("confidential client without a secret", Auth::Public(RP)),
+        ("confidential client without a secret", Auth::Id(RP)),
         ("no client at all", Auth::Anonymous),
     ] {
         let r = redeem(&server, auth, &code, RP_CB).await;
@@ -1065,7 +996,7 @@ async fn public_client_cannot_use_a_confidential_grant() {
     let r = token(&server, Auth::Basic(RP, RP_SECRET), &params).await;
     assert_eq!(r.status, 200, "client_credentials for a confidential client: {}", r.body);
     for (what, auth) in [
-        ("no secret", Auth::Public(NATIVE)),
+        ("no secret", Auth::Id(NATIVE)),
         ("a made-up Basic secret", Auth::Basic(NATIVE, "made-up-secret")),
         ("a made-up post secret", Auth::Post(SPA, "made-up-secret")),
     ] {
