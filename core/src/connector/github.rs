@@ -525,11 +525,7 @@ impl RefreshConnector for GitHubConnector {
         scopes: &ConnectorScopes,
         identity: Identity,
     ) -> Result<Identity, ConnectorError> {
-        if identity.connector_data.is_empty() {
-            return Err(ConnectorError::Refused("no upstream access token was kept for this login".into()));
-        }
-        let data: ConnectorData = serde_json::from_slice(&identity.connector_data)
-            .map_err(|_| ConnectorError::Refused("the kept upstream token is unreadable".into()))?;
+        let data: ConnectorData = oauth2::kept_tokens(&identity.connector_data)?;
         let expired = data.expiry.is_some_and(|e| e <= self.clock.now() + chrono::Duration::seconds(10));
         let (access_token, connector_data) = if !data.refresh_token.is_empty() && expired {
             let token = self.oauth.refresh(&data.refresh_token).await?;

@@ -413,11 +413,7 @@ impl RefreshConnector for MicrosoftConnector {
         scopes: &ConnectorScopes,
         identity: Identity,
     ) -> Result<Identity, ConnectorError> {
-        if identity.connector_data.is_empty() {
-            return Err(ConnectorError::Refused("no upstream token was kept for this login".into()));
-        }
-        let data: ConnectorData = serde_json::from_slice(&identity.connector_data)
-            .map_err(|_| ConnectorError::Refused("the kept upstream token is unreadable".into()))?;
+        let data: ConnectorData = oauth2::kept_tokens(&identity.connector_data)?;
         // Go's oauth2: a token is valid until ten seconds before its expiry; no expiry, forever.
         let valid = !data.access_token.is_empty()
             && data

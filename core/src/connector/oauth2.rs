@@ -426,6 +426,18 @@ impl OAuth2Client {
     }
 }
 
+/// The upstream tokens a login kept in its connector data (each connector's own JSON shape),
+/// for a refresh: none kept, or unreadable, refuses the refresh (`invalid_grant` for the client).
+pub(crate) fn kept_tokens<T: serde::de::DeserializeOwned>(
+    connector_data: &[u8],
+) -> Result<T, ConnectorError> {
+    if connector_data.is_empty() {
+        return Err(ConnectorError::Refused("no upstream token was kept for this login".into()));
+    }
+    serde_json::from_slice(connector_data)
+        .map_err(|_| ConnectorError::Refused("the kept upstream token is unreadable".into()))
+}
+
 /// The authorization code of a callback, or the login error the upstream reported.
 pub(crate) fn authorization_code(params: &CallbackParams) -> Result<&str, ConnectorError> {
     if let Some(error) = params.get("error").filter(|e| !e.is_empty()) {
