@@ -58,6 +58,8 @@ macro_rules! storage_conformance_cases {
             concurrent_client_updates,
             concurrent_keys_updates,
             concurrent_refresh_updates,
+            refresh_update_from_seen,
+            concurrent_refresh_updates_from_seen,
             concurrent_offline_sessions_updates,
             auth_code_is_single_use,
             garbage_collection,
@@ -121,7 +123,7 @@ fn pkce() -> Pkce {
     }
 }
 
-fn client(id: &str) -> Client {
+pub(crate) fn client(id: &str) -> Client {
     Client {
         id: id.to_owned(),
         secret: format!("{id}-secret"),
@@ -135,7 +137,7 @@ fn client(id: &str) -> Client {
     }
 }
 
-fn password(email: &str) -> Password {
+pub(crate) fn password(email: &str) -> Password {
     Password {
         email: email.to_owned(),
         hash: b"$2a$10$33EMT0cVYVlPy6WAMCLsceLYjWhuHpbz5yuZxu/GAFj03J9Lytjuy".to_vec(),
@@ -148,7 +150,7 @@ fn password(email: &str) -> Password {
     }
 }
 
-fn connector(id: &str) -> Connector {
+pub(crate) fn connector(id: &str) -> Connector {
     Connector {
         id: id.to_owned(),
         r#type: "oidc".into(),
@@ -168,7 +170,7 @@ fn signing_key(kid: &str) -> SigningKey {
     }
 }
 
-fn key_set() -> Keys {
+pub(crate) fn key_set() -> Keys {
     Keys {
         signing_key: signing_key("k1"),
         next_key: signing_key("k2"),
@@ -180,7 +182,7 @@ fn key_set() -> Keys {
     }
 }
 
-fn refresh_token(id: &str) -> RefreshToken {
+pub(crate) fn refresh_token(id: &str) -> RefreshToken {
     RefreshToken {
         id: id.to_owned(),
         token: format!("{id}-hash"),
@@ -206,7 +208,7 @@ fn token_ref(id: &str, client_id: &str) -> RefreshTokenRef {
     }
 }
 
-fn sessions(user: &str, conn: &str) -> OfflineSessions {
+pub(crate) fn sessions(user: &str, conn: &str) -> OfflineSessions {
     let refresh =
         [token_ref("r1", "app"), token_ref("r2", "app"), token_ref("r3", "cli")].map(|r| (r.id.clone(), r));
     OfflineSessions {
@@ -217,7 +219,7 @@ fn sessions(user: &str, conn: &str) -> OfflineSessions {
     }
 }
 
-fn auth_request(id: &str, expiry: DateTime<Utc>) -> AuthRequest {
+pub(crate) fn auth_request(id: &str, expiry: DateTime<Utc>) -> AuthRequest {
     AuthRequest {
         id: id.to_owned(),
         client_id: "app".into(),
@@ -263,7 +265,7 @@ fn device_request(user_code: &str, expiry: DateTime<Utc>) -> DeviceRequest {
     }
 }
 
-fn device_token(device_code: &str, expiry: DateTime<Utc>) -> DeviceToken {
+pub(crate) fn device_token(device_code: &str, expiry: DateTime<Utc>) -> DeviceToken {
     DeviceToken {
         device_code: device_code.to_owned(),
         client_id: "example-app".into(),
@@ -735,6 +737,77 @@ pub async fn concurrent_refresh_updates(s: Storage) {
         let d = s.durable.clone();
         async move {
             d.update_refresh("r1", &move |mut t: RefreshToken| {
+                t.scopes.push(format!("scope-{i:02}"));
+                Ok(t)
+            })
+            .await
+        }
+    })
+    .await;
+    for r in results {
+        r.unwrap();
+    }
+    let mut got = s.durable.get_refresh("r1").await.unwrap().scopes;
+    got.sort();
+    let want: Vec<_> = (0..CONCURRENCY).map(|i| format!("scope-{i:02}")).collect();
+    assert_eq!(got, want, "lost updates");
+}
+
+/// `update_refresh_seen` runs the updater on the stored token, not on a stale `seen`, and
+/// reports a deleted token as `NotFound`.
+pub async fn refresh_update_from_seen(s: Storage) {
+    s.durable.create_refresh(RefreshToken { scopes: vec![], ..refresh_token("r1") }).await.unwrap();
+    let add = |scope: &'static str| {
+        move |mut t: RefreshToken| {
+            t.scopes.push(scope.into());
+            Ok(t)
+        }
+    };
+
+    // `seen` is current: the update applies to it.
+    let seen = s.durable.get_refresh("r1").await.unwrap();
+    let stored = s.durable.update_refresh_seen(&seen, &add("a")).await.unwrap();
+    assert_eq!(stored.scopes, ["a"]);
+    assert_eq!(s.durable.get_refresh("r1").await.unwrap(), stored);
+
+    // `seen` is stale (someone wrote since): the updater sees the current token, nothing is lost.
+    let stale = s.durable.get_refresh("r1").await.unwrap();
+    s.durable.update_refresh("r1", &add("b")).await.unwrap();
+    let stored = s.durable.update_refresh_seen(&stale, &add("c")).await.unwrap();
+    assert_eq!(stored.scopes, ["a", "b", "c"]);
+    assert_eq!(s.durable.get_refresh("r1").await.unwrap(), stored);
+
+    // An updater that refuses the current token changes nothing.
+    let seen = s.durable.get_refresh("r1").await.unwrap();
+    assert_rejected(s.durable.update_refresh_seen(&seen, &refuse).await, "refused update");
+    assert_eq!(s.durable.get_refresh("r1").await.unwrap(), seen);
+
+    // A refusal of a stale `seen` is not final: the updater decides on the current token.
+    let stale = s.durable.get_refresh("r1").await.unwrap();
+    s.durable.update_refresh("r1", &add("d")).await.unwrap();
+    let stored = s
+        .durable
+        .update_refresh_seen(&stale, &|t: RefreshToken| {
+            if t.scopes.contains(&"d".to_owned()) { add("e")(t) } else { refuse(t) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.scopes, ["a", "b", "c", "d", "e"]);
+
+    // Deleted since it was read.
+    s.durable.delete_refresh("r1").await.unwrap();
+    assert_not_found(s.durable.update_refresh_seen(&stored, &add("f")).await, "deleted refresh token");
+    assert_not_found(s.durable.get_refresh("r1").await, "deleted refresh token");
+}
+
+/// Twenty concurrent updates all starting from the same `seen` each add a scope: none is lost.
+pub async fn concurrent_refresh_updates_from_seen(s: Storage) {
+    s.durable.create_refresh(RefreshToken { scopes: vec![], ..refresh_token("r1") }).await.unwrap();
+    let seen = s.durable.get_refresh("r1").await.unwrap();
+    let results = concurrently(|i| {
+        let (d, seen) = (s.durable.clone(), seen.clone());
+        async move {
+            d.update_refresh_seen(&seen, &move |mut t: RefreshToken| {
                 t.scopes.push(format!("scope-{i:02}"));
                 Ok(t)
             })

@@ -120,6 +120,17 @@ pub trait DurableStorage: Send + Sync + Debug {
     async fn list_refresh_tokens(&self) -> Result<Vec<RefreshToken>>;
     /// Updates a refresh token atomically.
     async fn update_refresh(&self, id: &str, updater: Updater<'_, RefreshToken>) -> Result<RefreshToken>;
+    /// Updates a refresh token atomically, exactly as [`Self::update_refresh`] of `seen.id`, given
+    /// `seen`: the token as the caller read it a moment ago. A backend may use it to skip reading
+    /// the token again (SQL tries one statement conditional on the stored token still being
+    /// `seen`); when the token changed meanwhile, the updater runs on the current one.
+    async fn update_refresh_seen(
+        &self,
+        seen: &RefreshToken,
+        updater: Updater<'_, RefreshToken>,
+    ) -> Result<RefreshToken> {
+        self.update_refresh(&seen.id, updater).await
+    }
     /// Deletes a refresh token.
     async fn delete_refresh(&self, id: &str) -> Result<()>;
 

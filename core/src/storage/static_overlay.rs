@@ -204,6 +204,13 @@ impl DurableStorage for StaticOverlay {
     async fn update_refresh(&self, id: &str, updater: Updater<'_, RefreshToken>) -> Result<RefreshToken> {
         self.inner.update_refresh(id, updater).await
     }
+    async fn update_refresh_seen(
+        &self,
+        seen: &RefreshToken,
+        updater: Updater<'_, RefreshToken>,
+    ) -> Result<RefreshToken> {
+        self.inner.update_refresh_seen(seen, updater).await
+    }
     async fn delete_refresh(&self, id: &str) -> Result<()> {
         self.inner.delete_refresh(id).await
     }

@@ -43,6 +43,8 @@ pub trait Dialect: Database + sealed::Sealed {
     /// Appended to a `SELECT` of one row inside a write transaction to lock that row until
     /// commit (Postgres `FOR UPDATE`; SQLite already holds the database write lock).
     const LOCK_ROW: &'static str;
+    /// Null-safe equality (`NULL` equals `NULL`), for the values a compare-and-swap expects.
+    const NULL_SAFE_EQ: &'static str;
 
     /// Runs a statement, returns the number of rows it changed.
     async fn execute(conn: &mut Self::Connection, sql: &str, args: Vec<Val>) -> sqlx::Result<u64>;
@@ -104,6 +106,7 @@ where
 impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const LOCK_ROW: &'static str = "";
+    const NULL_SAFE_EQ: &'static str = "IS";
 
     async fn execute(conn: &mut SqliteConnection, sql: &str, args: Vec<Val>) -> sqlx::Result<u64> {
         Ok(query::<Sqlite>(sql, args).execute(conn).await?.rows_affected())
@@ -139,6 +142,7 @@ impl Dialect for Postgres {
     // `default_transaction_isolation = serializable`.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROW: &'static str = " FOR UPDATE";
+    const NULL_SAFE_EQ: &'static str = "IS NOT DISTINCT FROM";
 
     async fn execute(conn: &mut PgConnection, sql: &str, args: Vec<Val>) -> sqlx::Result<u64> {
         Ok(query::<Postgres>(sql, args).execute(conn).await?.rows_affected())

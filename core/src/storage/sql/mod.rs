@@ -6,9 +6,13 @@
 //! constant column lists in `records.rs`, so no SQL is ever rewritten per database.
 //!
 //! Architecture invariants:
-//! - Updates are compare-and-swap: the row is read and written in one write transaction (SQLite
-//!   `BEGIN IMMEDIATE`, Postgres `SELECT ... FOR UPDATE`). Serialization failures, deadlocks and
-//!   busy databases are retried [`MAX_ATTEMPTS`] times with jittered backoff, then reported as
+//! - Updates are compare-and-swap. The fast path is optimistic: the row is read on the read pool,
+//!   the updater runs, and one autocommit `UPDATE ... WHERE <key> AND <every column IS its value
+//!   as read>` writes it, so the write lock is held for one statement. When that statement
+//!   changes no row (a concurrent writer came first, or the row is gone), the update is done
+//!   again in one write transaction that reads and locks the row (SQLite `BEGIN IMMEDIATE`,
+//!   Postgres `SELECT ... FOR UPDATE`). Serialization failures, deadlocks and busy databases are
+//!   retried [`MAX_ATTEMPTS`] times with jittered backoff, then reported as
 //!   [`StorageError::Conflict`].
 //! - Taking an authorization code is one `DELETE ... RETURNING`: exactly one caller gets the row.
 //! - Times are stored as microseconds since the Unix epoch (`BIGINT`), so neither the server's
@@ -120,9 +124,48 @@ impl<D: Dialect> SqlStorage<D> {
         rows.iter().map(|row| R::decode(&mut Cols::<D>::new(row))).collect()
     }
 
-    /// Compare-and-swap: reads and locks the row, applies `updater`, writes the result, all in
-    /// one transaction. Returns the stored value.
+    /// Compare-and-swap: reads the row, applies `updater`, writes the result if the row is still
+    /// what was read. Returns the stored value.
     async fn update<R: Record>(&self, key: Vec<Val>, updater: Updater<'_, R>) -> Result<R> {
+        let seen = self.get::<R>(key.clone()).await?;
+        self.update_from(key, seen, updater).await
+    }
+
+    /// [`Self::update`] starting from `seen`, the row as the caller read it: first one statement
+    /// conditional on the row still being `seen`, else the locking transaction.
+    async fn update_from<R: Record>(&self, key: Vec<Val>, seen: R, updater: Updater<'_, R>) -> Result<R> {
+        match self.swap(&key, seen, updater).await? {
+            Some(stored) => Ok(stored),
+            None => self.update_locked(key, updater).await,
+        }
+    }
+
+    /// Writes `updater(seen)` in one statement if the row still holds exactly the values of
+    /// `seen`, and returns the stored row. `None` when it does not (changed or deleted meanwhile) or when the updater refused
+    /// `seen`: its verdict counts only on the current row, which the caller then reads under lock.
+    async fn swap<R: Record>(&self, key: &[Val], seen: R, updater: Updater<'_, R>) -> Result<Option<R>> {
+        let expected = seen.clone().into_values()?;
+        let Ok(new) = updater(seen) else { return Ok(None) };
+        let values = new.into_values()?;
+        // The new non-key values, the key, then the non-key values as read.
+        let args: Vec<Val> = values
+            .into_iter()
+            .skip(R::KEY_LEN)
+            .chain(key.iter().cloned())
+            .chain(expected.into_iter().skip(R::KEY_LEN))
+            .collect();
+        let sql = sql_text::swap::<R>(D::NULL_SAFE_EQ);
+        retry(|| async {
+            let mut conn = self.write.acquire().await?;
+            let rows = D::fetch_all(&mut conn, &sql, args.clone()).await?;
+            Ok(first::<D, R>(&rows)?)
+        })
+        .await
+    }
+
+    /// Compare-and-swap in one write transaction: reads and locks the row, applies `updater`,
+    /// writes the result.
+    async fn update_locked<R: Record>(&self, key: Vec<Val>, updater: Updater<'_, R>) -> Result<R> {
         let (select, update) = (sql_text::select_one::<R>(D::LOCK_ROW), sql_text::update::<R>());
         retry(|| async {
             let mut tx = self.write.begin_with(D::BEGIN_WRITE).await?;
@@ -245,6 +288,13 @@ impl<D: Dialect> DurableStorage for SqlStorage<D> {
     async fn update_refresh(&self, id: &str, updater: Updater<'_, RefreshToken>) -> Result<RefreshToken> {
         self.update(vec![text(id)], updater).await
     }
+    async fn update_refresh_seen(
+        &self,
+        seen: &RefreshToken,
+        updater: Updater<'_, RefreshToken>,
+    ) -> Result<RefreshToken> {
+        self.update_from(vec![text(&seen.id)], seen.clone(), updater).await
+    }
     async fn delete_refresh(&self, id: &str) -> Result<()> {
         self.delete::<RefreshToken>(vec![text(id)]).await
     }
@@ -361,3 +411,71 @@ const GC_TABLES: [&str; 5] = [
     <DeviceToken as Record>::TABLE,
     <Tombstone as Record>::TABLE,
 ];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use super::*;
+    use crate::storage::conformance as fixture;
+
+    /// An update writes in one statement only when a row read back encodes to exactly the
+    /// values stored; otherwise every update would pay for a failed statement and then the
+    /// transaction. This holds for every record type.
+    async fn every_record_takes_the_one_statement_path<D: Dialect>(s: &SqlStorage<D>) {
+        let t = Utc::now();
+        check(s, fixture::client("app")).await;
+        check(s, fixture::password("jane@example.com")).await;
+        check(s, fixture::connector("ldap")).await;
+        check(s, fixture::key_set()).await;
+        check(s, fixture::refresh_token("r1")).await;
+        check(s, fixture::sessions("jane", "ldap")).await;
+        check(s, fixture::auth_request("a1", t)).await;
+        check(s, fixture::device_token("d1", t)).await;
+    }
+
+    async fn check<D: Dialect, R: Record + PartialEq + fmt::Debug>(s: &SqlStorage<D>, record: R) {
+        let key: Vec<Val> = record.clone().into_values().unwrap().into_iter().take(R::KEY_LEN).collect();
+        s.insert(record).await.unwrap();
+        let seen: R = s.get(key.clone()).await.unwrap();
+        let written = s.swap(&key, seen.clone(), &Ok).await.unwrap();
+        assert_eq!(
+            written.as_ref(),
+            Some(&seen),
+            "{}: the one-statement update did not match the row",
+            R::TABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_records_take_the_one_statement_path() {
+        let s = SqliteStorage::open(":memory:").await.unwrap();
+        every_record_takes_the_one_statement_path(&s).await;
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_records_take_the_one_statement_path() {
+        let Ok(url) = std::env::var("OXIDEX_TEST_POSTGRES_URL") else {
+            println!("skipped: OXIDEX_TEST_POSTGRES_URL is not set, so there is no Postgres server");
+            return;
+        };
+        let name = format!("oxidex_swap_{:016x}", rand::random::<u64>());
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        let mut db_url = url::Url::parse(&url).unwrap();
+        db_url.set_path(&name);
+        let s = PostgresStorage::connect_url(db_url.as_str()).await.unwrap();
+        let outcome = tokio::spawn(async move {
+            every_record_takes_the_one_statement_path(&s).await;
+            s.close().await;
+        })
+        .await;
+        admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}

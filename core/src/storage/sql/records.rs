@@ -110,7 +110,7 @@ impl<'r, D: Dialect> Cols<'r, D> {
 }
 
 /// An object stored as one row of one table.
-pub(super) trait Record: Sized + Send + 'static {
+pub(super) trait Record: Sized + Clone + Send + 'static {
     /// The table.
     const TABLE: &'static str;
     /// Every column, in the order of [`Record::into_values`] and [`Record::decode`]; the key
@@ -163,6 +163,24 @@ pub(super) mod sql_text {
             "UPDATE {} SET {sets} WHERE {} RETURNING {}",
             R::TABLE,
             key_match::<R>(first_key),
+            columns::<R>()
+        )
+    }
+
+    /// Sets every non-key column from `$1..` for the key that follows, if every non-key column
+    /// still equals (null-safe, with `eq`) the values that follow the key: one statement that is
+    /// a compare-and-swap that returns the stored row.
+    pub(in crate::storage::sql) fn swap<R: Record>(eq: &str) -> String {
+        let non_key = R::COLUMNS.len() - R::KEY_LEN;
+        let sets = R::COLUMNS.iter().skip(R::KEY_LEN).enumerate();
+        let sets = sets.map(|(i, c)| format!("{c} = ${}", i + 1)).collect::<Vec<_>>().join(", ");
+        let first_old = non_key + R::KEY_LEN + 1;
+        let olds = R::COLUMNS.iter().skip(R::KEY_LEN).enumerate();
+        let olds = olds.map(|(i, c)| format!(" AND {c} {eq} ${}", first_old + i)).collect::<String>();
+        format!(
+            "UPDATE {} SET {sets} WHERE {}{olds} RETURNING {}",
+            R::TABLE,
+            key_match::<R>(non_key + 1),
             columns::<R>()
         )
     }
