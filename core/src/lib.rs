@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod connector;
+pub mod cpu;
 pub mod discovery;
 pub mod flow;
 pub mod grant;

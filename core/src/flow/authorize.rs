@@ -618,16 +618,18 @@ impl Provider {
         }
         // Implicit or hybrid: the tokens travel in the fragment.
         let scopes = Scopes::from_list_lenient(request.scopes.iter());
-        let minted = self.mint_grant(&crate::grant::Grant {
-            client_id: &request.client_id,
-            scopes: &scopes,
-            claims: &request.claims,
-            connector_id: &request.connector_id,
-            nonce: &request.nonce,
-            code: code.as_deref(),
-            access_token: with_token,
-            id_token: with_id_token,
-        })?;
+        let minted = self
+            .mint_grant(&crate::grant::Grant {
+                client_id: &request.client_id,
+                scopes: &scopes,
+                claims: &request.claims,
+                connector_id: &request.connector_id,
+                nonce: &request.nonce,
+                code: code.as_deref(),
+                access_token: with_token,
+                id_token: with_id_token,
+            })
+            .await?;
         let expires_in = minted.expires_in.to_string();
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(code) = &code {

@@ -58,16 +58,18 @@ impl Provider {
         if scopes.groups() {
             claims.groups.clone_from(&client.client_credentials_groups);
         }
-        let minted = self.mint_grant(&Grant {
-            client_id: &client.id,
-            scopes: &scopes,
-            claims: &claims,
-            connector_id: "",
-            nonce: params.get("nonce").map(String::as_str).unwrap_or_default(),
-            code: None,
-            access_token: true,
-            id_token: scopes.openid(),
-        })?;
+        let minted = self
+            .mint_grant(&Grant {
+                client_id: &client.id,
+                scopes: &scopes,
+                claims: &claims,
+                connector_id: "",
+                nonce: params.get("nonce").map(String::as_str).unwrap_or_default(),
+                code: None,
+                access_token: true,
+                id_token: scopes.openid(),
+            })
+            .await?;
         tracing::info!(client_id = %client.id, "client_credentials grant");
         Ok(Ok(minted.response(String::new())))
     }

@@ -87,7 +87,7 @@ impl Provider {
 
         let scopes = Scopes::from_list_lenient(code_row.scopes.iter());
         let minted =
-            self.mint(&client.id, &scopes, &code_row.claims, &code_row.connector_id, &code_row.nonce)?;
+            self.mint(&client.id, &scopes, &code_row.claims, &code_row.connector_id, &code_row.nonce).await?;
         let refresh_token = if scopes.offline_access() {
             self.issue_refresh_token(
                 client,

@@ -308,16 +308,18 @@ impl Provider {
             return Ok(Err(invalid_grant("This client may no longer use the connector of this login.")));
         }
         let scopes = Scopes::from_list_lenient(grant.scopes.iter());
-        let minted = self.mint_grant(&Grant {
-            client_id: &client.id,
-            scopes: &scopes,
-            claims: &grant.claims,
-            connector_id: &grant.connector_id,
-            nonce: "",
-            code: None,
-            access_token: true,
-            id_token: true,
-        })?;
+        let minted = self
+            .mint_grant(&Grant {
+                client_id: &client.id,
+                scopes: &scopes,
+                claims: &grant.claims,
+                connector_id: &grant.connector_id,
+                nonce: "",
+                code: None,
+                access_token: true,
+                id_token: true,
+            })
+            .await?;
         let refresh_token = if scopes.offline_access() {
             self.issue_refresh_token(
                 client,

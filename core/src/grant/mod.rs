@@ -25,7 +25,7 @@ use tonic::Status;
 
 use crate::flow::Provider;
 use crate::storage::{Claims, Client, StorageError, Tombstone};
-use crate::token::claims::{ClaimsInput, access_token_claims, id_token_claims, new_jti};
+use crate::token::claims::{ClaimsInput, access_token_claims, id_token_claims, left_half_hash, new_jti};
 use crate::token::scopes::Scopes;
 
 /// The device-code grant type of RFC 8628.
@@ -170,7 +170,7 @@ impl Provider {
     }
 
     /// Signs an access token and an ID token for the user.
-    pub(crate) fn mint(
+    pub(crate) async fn mint(
         &self,
         client_id: &str,
         scopes: &Scopes,
@@ -188,18 +188,20 @@ impl Provider {
             access_token: true,
             id_token: true,
         };
-        self.mint_grant(&grant)
+        self.mint_grant(&grant).await
     }
 
-    /// Signs the access token and (when asked for) the ID token of a grant.
-    pub(crate) fn mint_grant(&self, grant: &Grant<'_>) -> Result<Minted, Status> {
+    /// Signs the access token and (when asked for) the ID token of a grant. The claims are built
+    /// here; the signatures, the CPU-heavy part, run on [`crate::cpu`]'s threads.
+    pub(crate) async fn mint_grant(&self, grant: &Grant<'_>) -> Result<Minted, Status> {
         let snapshot = self.keys.snapshot().map_err(|e| {
             tracing::error!(error = %e, "no signing key");
             Status::unavailable("signing keys are not loaded yet; retry shortly")
         })?;
         let now = self.now();
         let expiry = self.expires_in(self.settings.id_token_ttl);
-        let jti = new_jti();
+        let alg = snapshot.signer.alg();
+        let (jti, id_jti) = (new_jti(), new_jti());
         let input = ClaimsInput {
             issuer: &self.issuer,
             client_id: grant.client_id,
@@ -211,32 +213,43 @@ impl Provider {
             expiry,
             access_token: None,
             code: None,
-            alg: snapshot.signer.alg(),
+            alg,
             jti: &jti,
             auth_time: None,
             session_id: None,
         };
-        let sign_err = |e| {
+        let access = grant.access_token.then(|| access_token_claims(&input, &crate::clock::new_id()));
+        // `at_hash` is filled in once the access token is signed.
+        let id =
+            grant.id_token.then(|| id_token_claims(&ClaimsInput { code: grant.code, jti: &id_jti, ..input }));
+        let mut jtis = Vec::with_capacity(2);
+        if access.is_some() {
+            jtis.push(jti);
+        }
+        if id.is_some() {
+            jtis.push(id_jti);
+        }
+
+        let signer = snapshot.signer.clone();
+        let signed = crate::cpu::run(move || {
+            let access_token = access.map(|c| signer.sign(&c)).transpose()?.unwrap_or_default();
+            let id_token = match id {
+                Some(mut c) => {
+                    if !access_token.is_empty() {
+                        c.at_hash = Some(left_half_hash(alg, &access_token));
+                    }
+                    signer.sign(&c)?
+                }
+                None => String::new(),
+            };
+            Ok::<_, crate::token::keys::KeyError>((access_token, id_token))
+        })
+        .await
+        .map_err(|_| Status::internal("signing failed"))?;
+        let (access_token, id_token) = signed.map_err(|e| {
             tracing::error!(error = %e, "signing failed");
             Status::internal("signing failed")
-        };
-        let mut jtis = Vec::with_capacity(2);
-        let access_token = if grant.access_token {
-            jtis.push(jti.clone());
-            snapshot.signer.sign(&access_token_claims(&input, &crate::clock::new_id())).map_err(sign_err)?
-        } else {
-            String::new()
-        };
-        let id_token = if grant.id_token {
-            let id_jti = new_jti();
-            let at = Some(access_token.as_str()).filter(|t| !t.is_empty());
-            let id_input = ClaimsInput { access_token: at, code: grant.code, jti: &id_jti, ..input };
-            let token = snapshot.signer.sign(&id_token_claims(&id_input)).map_err(sign_err)?;
-            jtis.push(id_jti);
-            token
-        } else {
-            String::new()
-        };
+        })?;
         Ok(Minted { access_token, id_token, expires_in: (expiry - now).num_seconds(), jtis, expiry })
     }
 

@@ -102,16 +102,18 @@ impl Provider {
         self.throttle.record_success(&account, ip);
         let claims = identity.claims();
         let nonce = get("nonce");
-        let minted = self.mint_grant(&Grant {
-            client_id: &client.id,
-            scopes: &scopes,
-            claims: &claims,
-            connector_id,
-            nonce,
-            code: None,
-            access_token: true,
-            id_token: true,
-        })?;
+        let minted = self
+            .mint_grant(&Grant {
+                client_id: &client.id,
+                scopes: &scopes,
+                claims: &claims,
+                connector_id,
+                nonce,
+                code: None,
+                access_token: true,
+                id_token: true,
+            })
+            .await?;
         let refresh_token = if scopes.offline_access() {
             self.issue_refresh_token(client, &scopes, &claims, connector_id, &identity.connector_data, nonce)
                 .await?

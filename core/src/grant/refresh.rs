@@ -296,7 +296,7 @@ impl Provider {
             let (updated, data) = (claims.clone(), connector_data.clone());
             let written = self
                 .durable
-                .update_refresh(&id, &|mut r: RefreshToken| {
+                .update_refresh_seen(&token, &|mut r: RefreshToken| {
                     if let Some((from, to)) = &rotation {
                         if r.token != *from {
                             return Err(StorageError::Rejected("rotated concurrently".into()));
@@ -349,7 +349,7 @@ impl Provider {
                 }
             }
         }
-        let minted = self.mint(&client.id, &scopes, &claims, &token.connector_id, &token.nonce)?;
+        let minted = self.mint(&client.id, &scopes, &claims, &token.connector_id, &token.nonce).await?;
         Ok(Ok(pb::TokenResponse {
             access_token: minted.access_token,
             token_type: "bearer".into(),

@@ -141,16 +141,18 @@ impl Provider {
         };
         let claims = identity.claims();
         let want_id_token = requested == TOKEN_TYPE_ID_TOKEN;
-        let minted = self.mint_grant(&Grant {
-            client_id: &client.id,
-            scopes: &scopes,
-            claims: &claims,
-            connector_id,
-            nonce: "",
-            code: None,
-            access_token: !want_id_token,
-            id_token: want_id_token,
-        })?;
+        let minted = self
+            .mint_grant(&Grant {
+                client_id: &client.id,
+                scopes: &scopes,
+                claims: &claims,
+                connector_id,
+                nonce: "",
+                code: None,
+                access_token: !want_id_token,
+                id_token: want_id_token,
+            })
+            .await?;
         tracing::info!(connector_id, client_id = %client.id, issued = requested, "token exchange");
         Ok(Ok(pb::TokenResponse {
             access_token: if want_id_token { minted.id_token } else { minted.access_token },
