@@ -27,8 +27,17 @@ struct Slot<V> {
 
 /// Shares the outcome of one call among concurrent callers with the same key.
 pub(crate) struct SingleFlight<K, V> {
-    slots: Mutex<HashMap<K, Slot<V>>>,
+    slots: Mutex<Slots<K, V>>,
     keep: Duration,
+}
+
+struct Slots<K, V> {
+    map: HashMap<K, Slot<V>>,
+    /// When expired outcomes were last dropped. Dropping them walks the whole map, so it happens
+    /// at most once per `keep / 4`, not on every call: at a thousand refreshes a second the map
+    /// holds thousands of outcomes, and walking them on each call, under the lock, would
+    /// serialise every refresh on it.
+    pruned: Instant,
 }
 
 impl<K, V> std::fmt::Debug for SingleFlight<K, V> {
@@ -40,7 +49,7 @@ impl<K, V> std::fmt::Debug for SingleFlight<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
     /// A group whose outcomes stay cached for `keep` after the call started.
     pub(crate) fn new(keep: Duration) -> Self {
-        Self { slots: Mutex::new(HashMap::new()), keep }
+        Self { slots: Mutex::new(Slots { map: HashMap::new(), pruned: Instant::now() }), keep }
     }
 
     /// Runs `call` unless a call with the same key is running or finished within `keep`; returns
@@ -55,10 +64,20 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
             let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             let keep = self.keep;
-            slots.retain(|_, slot| {
-                now.duration_since(slot.created) < keep || (!slot.cell.initialized() && slot.in_use())
-            });
+            if now.duration_since(slots.pruned) >= keep / 4 {
+                slots.map.retain(|_, slot| {
+                    now.duration_since(slot.created) < keep || (!slot.cell.initialized() && slot.in_use())
+                });
+                slots.pruned = now;
+            }
+            // An expired outcome not pruned yet is replaced, never served.
+            if slots.map.get(&key).is_some_and(|slot| {
+                now.duration_since(slot.created) >= keep && (slot.cell.initialized() || !slot.in_use())
+            }) {
+                slots.map.remove(&key);
+            }
             let slot = slots
+                .map
                 .entry(key.clone())
                 .or_insert_with(|| Slot { cell: Arc::new(OnceCell::new()), created: now });
             slot.cell.clone()
@@ -66,8 +85,8 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
         let value = cell.get_or_init(call).await.clone();
         if !cacheable(&value) {
             let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if slots.get(&key).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell)) {
-                slots.remove(&key);
+            if slots.map.get(&key).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell)) {
+                slots.map.remove(&key);
             }
         }
         value
