@@ -272,6 +272,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut servers = tokio::task::JoinSet::new();
     let settings = GatewaySettings {
+        issuer: config.issuer.clone(),
         issuer_path: config.issuer_path.clone(),
         headers: config.web.headers.clone(),
         allowed_origins: config.web.allowed_origins.clone(),
