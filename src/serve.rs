@@ -290,7 +290,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let router = web_router.clone();
         let mut rx = shutdown_rx.clone();
         servers.spawn(async move {
-            axum::serve(listener, router)
+            // With the peer's address, which the flow routes pass to core (throttling per IP).
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
@@ -306,7 +307,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let router = oxidex_api::telemetry_router(core.clone(), metrics.clone());
         let mut rx = shutdown_rx.clone();
         servers.spawn(async move {
-            axum::serve(listener, router)
+            // With the peer's address, which the flow routes pass to core (throttling per IP).
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
