@@ -272,6 +272,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut servers = tokio::task::JoinSet::new();
     let settings = GatewaySettings {
+        issuer: config.issuer.clone(),
         issuer_path: config.issuer_path.clone(),
         headers: config.web.headers.clone(),
         allowed_origins: config.web.allowed_origins.clone(),
@@ -279,17 +280,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         secure_cookies: config.issuer.starts_with("https://"),
         frontend: frontend_settings(&config.frontend)?,
     };
-    // Apps may call the public gRPC services on the web port too (never the admin API).
-    let web_router = oxidex_api::web_router(core.clone(), &settings, metrics.clone())
+    // Apps may call the public gRPC services on the web port too (never the admin API), as
+    // native gRPC only: the browser's way in is the gateway's gRPC-web endpoint under the
+    // issuer path, which binds every call to the browser cookie.
+    let public_grpc = axum::Router::new()
         .route_service(&grpc_path(&discovery), discovery.clone())
         .route_service(&grpc_path(&flow), flow.clone())
         .route_service(&grpc_path(&token), token.clone())
-        .route_service(&grpc_path(&health_service), health_service.clone());
+        .route_service(&grpc_path(&health_service), health_service.clone())
+        .route_layer(axum::middleware::from_fn(native_grpc_only));
+    let web_router = oxidex_api::web_router(core.clone(), &settings, metrics.clone()).merge(public_grpc);
     if let Some(listener) = web {
         let router = web_router.clone();
         let mut rx = shutdown_rx.clone();
         servers.spawn(async move {
-            axum::serve(listener, router)
+            // With the peer's address, which the flow routes pass to core (throttling per IP).
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
@@ -463,6 +469,29 @@ async fn collect_garbage(storage: Storage, clock: SharedClock, mut shutdown: wat
 /// Resolves once shutdown was requested.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Lets only native gRPC (`application/grpc`, `application/grpc+proto`...) reach core's public
+/// services on the web listener: gRPC-web, forms and anything else get 415 before tonic decodes
+/// a byte (tonic itself does not look at the content type).
+async fn native_grpc_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let grpc = content_type == "application/grpc"
+        || content_type.starts_with("application/grpc+")
+        || content_type.starts_with("application/grpc;");
+    if !grpc {
+        return http::StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+    }
+    next.run(req).await
 }
 
 /// The axum route of every method of a gRPC service.

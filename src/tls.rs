@@ -146,7 +146,19 @@ pub(crate) async fn serve_https(
             _ = shutdown.wait_for(|s| *s) => break,
         };
         let Some(Ok(stream)) = next else { break };
-        let service = TowerToHyperService::new(router.clone());
+        // The peer's address for the routes, as `axum::serve` with connect info gives it on the
+        // plain listener (login throttling per IP).
+        let peer = stream.get_ref().0.peer_addr().ok();
+        let routes = router.clone();
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            routes,
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                if let Some(addr) = peer {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+                }
+                req
+            },
+        ));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let watched = graceful.watch(connection);
         tokio::spawn(async move {

@@ -2,11 +2,15 @@
 //! `chromium`, through npm `playwright-core`) against `oxidex serve` with the WASM UI built in:
 //! chooser -> password login -> consent -> back at a relying party (openid-client, verifying the
 //! ID token with the JWKS) in the light and the dark theme and in German (by `ui_locales` and by
-//! `Accept-Language`); a wrong password shows the error; the keyboard alone completes a login;
-//! the out-of-band code and an error page; axe-core audits every page (no serious or critical
-//! violation); no CSP violation or console error anywhere. It measures the login page's transfer
-//! size and render time. The device test enters a user code in the browser while this side
-//! polls `/token` until it receives tokens.
+//! `Accept-Language`); the app submits the password, the consent and the device user code over
+//! gRPC-web (`{issuer}/grpc-web/oxidex.v1.Flow/...`, no form is posted) and a wrong password
+//! shows the error without a page load; with JavaScript disabled the forms alone complete a
+//! login, and with gRPC-web unreachable the app submits the same forms instead; the keyboard
+//! alone completes a login; the out-of-band code and an error page; axe-core audits every page
+//! (no serious or critical violation); no CSP violation or console error anywhere. It measures
+//! the login page's transfer size and render time. The device test enters a user code in the
+//! browser (the chooser it answers with is rendered in place) while this side polls `/token`
+//! until it receives tokens.
 //!
 //! Needs: the UI built into the binary (`cargo xtask build-ui`; `cargo xtask test` does it),
 //! `tests/ui/node_modules` (`npm ci` there; `cargo xtask test` does it) and `/usr/bin/chromium`
@@ -159,7 +163,7 @@ async fn login_pages_work_in_chromium_in_both_themes_and_in_german() {
         &[&light, &dark, &auto],
     )
     .await;
-    assert_eq!(summary["logins"], 5, "{summary}");
+    assert_eq!(summary["logins"], 7, "{summary}");
     let audits = summary["audits"].as_array().unwrap();
     assert!(audits.len() >= 16, "not every page was audited: {summary}");
     for a in audits {

@@ -81,17 +81,18 @@ impl<S: Send + Sync> FromRequestParts<S> for BrowserSecret {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClientIp(pub(crate) String);
 
+impl ClientIp {
+    /// The address the server recorded for the connection (`ConnectInfo`), if any.
+    pub(crate) fn from_connect_info(info: Option<&ConnectInfo<SocketAddr>>) -> Self {
+        Self(info.map(|ConnectInfo(addr)| addr.ip().to_string()).unwrap_or_default())
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string())
-                .unwrap_or_default(),
-        ))
+        Ok(Self::from_connect_info(parts.extensions.get::<ConnectInfo<SocketAddr>>()))
     }
 }
 
@@ -122,7 +123,7 @@ fn new_secret() -> String {
 }
 
 /// The first well-formed `oxidex_browser` value of the request's `Cookie` headers.
-fn read_cookie(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn read_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -13,6 +13,7 @@ mod cors;
 mod error;
 mod flow;
 mod form;
+mod grpc_web;
 mod metrics;
 mod oidc;
 mod pages;
@@ -28,6 +29,9 @@ use std::collections::BTreeMap;
 /// What the gateway needs to know from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct GatewaySettings {
+    /// The issuer URL. The login UI's gRPC-web endpoint accepts only requests whose `Origin`
+    /// (when they name one) is the issuer's.
+    pub issuer: String,
     /// The issuer URL's path without a trailing slash (`""` for a root issuer); every route is
     /// mounted under it.
     pub issuer_path: String,
@@ -43,7 +47,8 @@ pub struct GatewaySettings {
     pub frontend: FrontendSettings,
 }
 
-/// The public web listener's routes: discovery, JWKS, the browser flow and the token endpoints.
+/// The public web listener's routes: discovery, JWKS, the browser flow (HTML forms, and
+/// `oxidex.v1.Flow` over gRPC-web for the login UI) and the token endpoints.
 pub fn web_router(core: CoreChannel, settings: &GatewaySettings, metrics: Metrics) -> axum::Router {
     oidc::router(core, settings, metrics)
 }

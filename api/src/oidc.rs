@@ -1,5 +1,6 @@
 //! The OpenID Connect routes under the issuer path: discovery and JWKS here, the browser flow in
-//! [`crate::flow`], the token endpoints in [`crate::token`].
+//! [`crate::flow`] (and for the login UI over gRPC-web in [`crate::grpc_web`]), the token
+//! endpoints in [`crate::token`].
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::assets::{self, Assets};
 use crate::error::GatewayError;
-use crate::{CoreChannel, GatewaySettings, Metrics, cors, flow, token};
+use crate::{CoreChannel, GatewaySettings, Metrics, cors, flow, grpc_web, token};
 
 #[derive(Clone)]
 struct AppState {
@@ -34,6 +35,7 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, metrics: Met
         .with_state(AppState { core: core.clone() })
         .merge(static_files)
         .merge(flow::router(core.clone(), settings, assets))
+        .merge(grpc_web::router(core.clone(), settings))
         .merge(token::router(core, settings));
     let mounted = if settings.issuer_path.is_empty() {
         routes

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::response::{Html, IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use oxidex_frontend::messages::{self, Locale, Msg};
-use oxidex_frontend::page::{Embedded, PageContext, script_safe_json};
+use oxidex_frontend::page::{Embedded, PageContext, origin_of, script_safe_json};
 use oxidex_proto::oxidex::v1 as pb;
 
 use crate::assets::{Assets, FrontendSettings};
@@ -59,20 +59,6 @@ pub(crate) fn security_headers(h: &mut HeaderMap) {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-}
-
-/// The origin of an http(s) URL (`https://host:port`), for CSP source lists; `None` for
-/// anything else or anything that is not a plain host.
-pub(crate) fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-        return None;
-    }
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit('@').next()?;
-    let valid = !host_port.is_empty()
-        && host_port.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    valid.then(|| format!("{}://{}", scheme.to_ascii_lowercase(), host_port.to_ascii_lowercase()))
 }
 
 /// A CSP source for a redirect target: the origin of an http(s) URI, or the scheme of a

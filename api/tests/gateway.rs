@@ -1319,3 +1319,229 @@ async fn introspect_revoke_and_device_code() {
     assert_eq!((r.code_challenge.as_str(), r.code_challenge_method.as_str()), ("cc", "S256"));
     assert_eq!(r.client.unwrap().method, "none");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The login UI's gRPC-web endpoint
+// ---------------------------------------------------------------------------------------------
+
+const BROWSER: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+const GRPC_WEB: &str = "application/grpc-web+proto";
+
+/// A gRPC-web answer: HTTP status, headers, data frames, and `grpc-status`/`grpc-message` from
+/// the trailer frame or the headers.
+struct WebAnswer {
+    status: StatusCode,
+    headers: HeaderMap,
+    messages: Vec<Vec<u8>>,
+    grpc_status: Option<i32>,
+    grpc_message: String,
+}
+
+impl WebAnswer {
+    fn step(&self) -> pb::FlowStep {
+        assert_eq!(self.grpc_status, Some(0), "{} {:?}", self.grpc_message, self.headers);
+        assert_eq!(self.messages.len(), 1);
+        prost::Message::decode(self.messages[0].as_slice()).unwrap()
+    }
+}
+
+fn grpc_web_frame(message: &impl prost::Message) -> Vec<u8> {
+    let bytes = message.encode_to_vec();
+    let mut out = vec![0];
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&bytes);
+    out
+}
+
+/// A gRPC-web request of `method` (`oxidex.v1.Flow/PasswordLogin`...) with the browser cookie,
+/// the issuer's origin and a client address, unless the test changes them.
+fn grpc_web(method: &str) -> http::request::Builder {
+    Request::post(format!("/dex/grpc-web/{method}"))
+        .header(header::CONTENT_TYPE, GRPC_WEB)
+        .header("x-grpc-web", "1")
+        .header(header::ORIGIN, "https://id.example")
+        .header(header::COOKIE, format!("theme=x; oxidex_browser={BROWSER}"))
+}
+
+/// `builder` with the header `name` replaced (`Builder::header` appends).
+fn set(mut builder: http::request::Builder, name: header::HeaderName, value: &str) -> http::request::Builder {
+    builder.headers_mut().unwrap().insert(name, value.parse().unwrap());
+    builder
+}
+
+impl Gateway {
+    async fn web(&self, builder: http::request::Builder, message: &impl prost::Message) -> WebAnswer {
+        let mut req = builder.body(Body::from(grpc_web_frame(message))).unwrap();
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 4], 5000))));
+        let response = self.router.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let header = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+        let mut grpc_status = header("grpc-status").map(|s| s.parse().unwrap());
+        let mut grpc_message = header("grpc-message").unwrap_or_default();
+        let mut messages = Vec::new();
+        let mut rest = &body[..];
+        while rest.len() >= 5 {
+            let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+            let payload = &rest[5..5 + len];
+            if rest[0] & 0x80 != 0 {
+                for line in String::from_utf8_lossy(payload).split("\r\n") {
+                    match line.split_once(':') {
+                        Some(("grpc-status", v)) => grpc_status = Some(v.trim().parse().unwrap()),
+                        Some(("grpc-message", v)) => grpc_message = v.trim().to_owned(),
+                        _ => {}
+                    }
+                }
+            } else {
+                messages.push(payload.to_vec());
+            }
+            rest = &rest[5 + len..];
+        }
+        WebAnswer { status, headers, messages, grpc_status, grpc_message }
+    }
+}
+
+fn web_settings() -> GatewaySettings {
+    GatewaySettings { issuer: "https://id.example/dex".into(), ..settings(true) }
+}
+
+#[tokio::test]
+async fn grpc_web_calls_are_bound_to_the_cookie_and_the_connection_never_the_message() {
+    let g = gateway_with(web_settings());
+    g.set_step(Step::PasswordForm(pb::PasswordForm { invalid: true, ..Default::default() }));
+    let m = pb::PasswordLoginRequest {
+        request_id: "r1".into(),
+        connector_id: "local".into(),
+        username: "jane".into(),
+        password: "pw".into(),
+        client_ip: "10.0.0.1".into(),
+        browser_secret: "chosen-by-the-page".into(),
+    };
+    let a = g.web(grpc_web("oxidex.v1.Flow/PasswordLogin"), &m).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/grpc-web"));
+    assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(a.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert!(a.headers.get(header::SET_COOKIE).is_none(), "the endpoint never makes a cookie");
+    assert!(matches!(a.step().step, Some(Step::PasswordForm(f)) if f.invalid));
+    let Call::PasswordLogin(r) = g.last_call() else { panic!() };
+    assert_eq!(
+        r,
+        pb::PasswordLoginRequest {
+            client_ip: "198.51.100.4".into(),
+            browser_secret: BROWSER.into(),
+            ..m.clone()
+        }
+    );
+
+    // Every method: the secret is the cookie's; the IP too where core takes one.
+    g.set_step(redirect("/dex/approval?req=r1&hmac=h"));
+    let a = g
+        .web(
+            grpc_web("oxidex.v1.Flow/Approve"),
+            &pb::ApproveRequest {
+                request_id: "r1".into(),
+                hmac: "h".into(),
+                approve: true,
+                browser_secret: "x".into(),
+            },
+        )
+        .await;
+    assert!(matches!(a.step().step, Some(Step::Redirect(_))));
+    let Call::Approve(r) = g.last_call() else { panic!() };
+    assert_eq!((r.browser_secret.as_str(), r.approve, r.hmac.as_str()), (BROWSER, true, "h"));
+    let a = g
+        .web(
+            grpc_web("oxidex.v1.Flow/VerifyUserCode"),
+            &pb::VerifyUserCodeRequest {
+                user_code: "ABCD-EFGH".into(),
+                client_ip: "1.1.1.1".into(),
+                browser_secret: "x".into(),
+            },
+        )
+        .await;
+    a.step();
+    let Call::VerifyUserCode(r) = g.last_call() else { panic!() };
+    assert_eq!((r.browser_secret.as_str(), r.client_ip.as_str()), (BROWSER, "198.51.100.4"));
+    for method in ["Authorize", "SelectConnector", "Callback", "GetApproval", "DeviceCallback"] {
+        // All of these requests carry the secret in a string field the empty message lacks;
+        // an empty body decodes as each request type.
+        g.web(grpc_web(&format!("oxidex.v1.Flow/{method}")), &pb::GetJwksRequest {}).await.step();
+        let secret = match g.last_call() {
+            Call::Authorize(r) => r.browser_secret,
+            Call::SelectConnector(r) => r.browser_secret,
+            Call::Callback(r) => r.browser_secret,
+            Call::GetApproval(r) => r.browser_secret,
+            Call::DeviceCallback(r) => r.browser_secret,
+            other => panic!("{method} reached core as {other:?}"),
+        };
+        assert_eq!(secret, BROWSER, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn grpc_web_refuses_other_origins_missing_cookies_and_other_services() {
+    let g = gateway_with(web_settings());
+    g.set_step(redirect("/dex/approval?req=r1&hmac=h"));
+    let m = pb::ApproveRequest::default();
+    let path = "oxidex.v1.Flow/Approve";
+    for origin in ["https://evil.example", "null", "http://id.example", "https://id.example:8443"] {
+        let a = g.web(set(grpc_web(path), header::ORIGIN, origin), &m).await;
+        assert_eq!(
+            (a.status, a.grpc_status),
+            (StatusCode::OK, Some(Code::PermissionDenied as i32)),
+            "{origin}"
+        );
+        assert!(a.messages.is_empty());
+    }
+    // The default port is the same origin.
+    let a = g.web(set(grpc_web(path), header::ORIGIN, "https://id.example:443"), &m).await;
+    a.step();
+    let calls = g.calls().len();
+
+    let no_cookie = Request::post(format!("/dex/grpc-web/{path}"))
+        .header(header::CONTENT_TYPE, GRPC_WEB)
+        .header(header::ORIGIN, "https://id.example")
+        .header(header::COOKIE, "oxidex_browser=too-short");
+    let a = g.web(no_cookie, &m).await;
+    assert_eq!(a.grpc_status, Some(Code::FailedPrecondition as i32));
+    assert!(a.grpc_message.contains("browser%20binding%20cookie%20missing"), "{}", a.grpc_message);
+
+    for other in ["oxidex.v1.Token/Token", "api.Dex/ListClients", "grpc.health.v1.Health/Check"] {
+        let a = g.web(grpc_web(other), &m).await;
+        assert_eq!(a.grpc_status, Some(Code::Unimplemented as i32), "{other}");
+    }
+    assert_eq!(g.calls().len(), calls, "a refused call reached core");
+
+    // Not gRPC-web: 415 before anything is decoded (a preflight too, without CORS headers).
+    for builder in [
+        set(grpc_web(path), header::CONTENT_TYPE, "text/plain"),
+        set(grpc_web(path), header::CONTENT_TYPE, "application/grpc"),
+        grpc_web(path).method(Method::OPTIONS).header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST"),
+    ] {
+        let a = g.web(builder, &m).await;
+        assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(a.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    }
+    assert_eq!(g.calls().len(), calls);
+}
+
+#[tokio::test]
+async fn grpc_web_answers_core_failures_without_details() {
+    let g = gateway_with(web_settings());
+    let m = pb::ApproveRequest::default();
+    for (code, expected) in [
+        (Code::Internal, Code::Internal),
+        (Code::Unknown, Code::Internal),
+        (Code::Unavailable, Code::Unavailable),
+        (Code::InvalidArgument, Code::InvalidArgument),
+    ] {
+        *g.core.step.lock().unwrap() = Some(Err(code));
+        let a = g.web(grpc_web("oxidex.v1.Flow/Approve"), &m).await;
+        assert_eq!(a.grpc_status, Some(expected as i32), "{code:?}");
+        let leaks = a.grpc_message.contains("10.1.2.3");
+        assert_eq!(leaks, expected == Code::InvalidArgument, "{code:?}: {}", a.grpc_message);
+    }
+}

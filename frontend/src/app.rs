@@ -1,28 +1,65 @@
 //! The browser app (wasm32 only): reads the step the gateway embedded in the page, renders it
-//! with Leptos into `<main id="app">` (replacing the no-JS rendering), and submits the same
-//! forms the no-JS page has, so every protocol rule stays in core.
+//! with Leptos into `<main id="app">` (replacing the no-JS rendering), and drives the flow over
+//! gRPC-web: the password login, the consent's approve/deny and the device user code call
+//! `oxidex.v1.Flow` at `{issuer}/grpc-web` (the gateway binds each call to the browser cookie and
+//! the client's address; the message's `browser_secret` stays empty). Every protocol rule stays
+//! in core.
+//!
+//! What a call answers decides what happens:
+//! - a `Redirect` (to the next page of the flow such as `/approval`, to the client, or to an
+//!   upstream provider) is a real navigation (`location.assign`), so the address bar, reload and
+//!   back always show a page the server renders;
+//! - any other step (a wrong password, the throttling wait, a refused user code, the chooser
+//!   after a user code, the out-of-band code, an error) is rendered in place, without a page
+//!   load. Core has no other URL for these steps; a reload shows the page's own URL afresh (the
+//!   password form again, the code entry again: a user code may be entered again until its
+//!   login completes), never a resubmission. A client logo the page's CSP does not allow (the
+//!   device page knows no client) is left out of a step rendered in place;
+//! - a failed call (the network, a proxy that does not pass gRPC-web, or a gRPC error status)
+//!   submits the very same form instead, so the server's no-JS answer is the fallback.
+//!
+//! The forms stay real `method="post"` forms with their actions, as in the no-JS page: without
+//! JavaScript they work unchanged. The chooser's connectors stay links (a GET to
+//! `/auth/{connector}`, a page with its own URL).
 //!
 //! Beyond the no-JS page it shows connector icons, the client's logo, a live countdown while
 //! login attempts are throttled (the submit button is disabled until it ends), a copy button for
-//! the out-of-band code and a normalising user-code input. Errors are in `role="alert"`
-//! elements, status changes in `aria-live` regions.
+//! the out-of-band code and a normalising user-code input. Every text comes from the catalogs in
+//! the page's locale (core answers with codes, not words), so steps rendered in place keep the
+//! page's language. Errors are in `role="alert"` elements, status changes in `aria-live`
+//! regions. `<html data-step>` counts the steps rendered in place (for tests).
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 use oxidex_proto::oxidex::v1 as pb;
+use pb::flow_client::FlowClient;
 use pb::flow_step::Step;
 use wasm_bindgen::JsCast as _;
 use wasm_bindgen::prelude::*;
 
 use crate::messages::{self, Locale, Msg};
-use crate::page::{APP_ROOT_ID, Embedded, PageContext, STEP_ELEMENT_ID};
+use crate::page::{APP_ROOT_ID, Embedded, PageContext, STEP_ELEMENT_ID, origin_of};
+
+/// The gRPC-web endpoint below the issuer path (the gateway's `grpc_web::PREFIX`).
+const GRPC_WEB_PATH: &str = "/grpc-web";
+
+/// The step on show and whether a call is running.
+#[derive(Clone, Copy)]
+struct Flow {
+    step: RwSignal<pb::FlowStep>,
+    busy: StoredValue<bool>,
+}
 
 /// Everything a page renders from.
 #[derive(Clone)]
 struct Ctx {
     page: PageContext,
     locale: Locale,
+    flow: Flow,
+    /// The image origins the page's Content-Security-Policy allows besides its own: the
+    /// operator's logo and the client logo of the step the page was served with.
+    images: Vec<String>,
 }
 
 impl Ctx {
@@ -36,6 +73,49 @@ impl Ctx {
 
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.page.base, path)
+    }
+
+    /// Whether the page may show the image at `url`: a step rendered in place can bring a
+    /// client logo the page's policy does not allow (the device page knows no client), which
+    /// is then left out rather than blocked.
+    fn image_allowed(&self, url: &str) -> bool {
+        if url.is_empty() {
+            return false;
+        }
+        if url.starts_with('/') && !url.starts_with("//") {
+            return true;
+        }
+        let own = window().location().origin().ok().map(|o| o.to_ascii_lowercase());
+        origin_of(url).is_some_and(|o| own.as_deref() == Some(o.as_str()) || self.images.contains(&o))
+    }
+
+    /// Shows what a call answered: navigates for a redirect, renders anything else in place.
+    fn show(&self, step: pb::FlowStep) {
+        if let Some(Step::Redirect(r)) = &step.step {
+            // Still busy: the page is leaving.
+            if window().location().assign(&r.url).is_err() {
+                self.flow.busy.set_value(false);
+            }
+            return;
+        }
+        self.flow.busy.set_value(false);
+        self.flow.step.set(step);
+        // After the new step is in the DOM: the title as the server's page would have it, the
+        // focus on its first field, then tell tests.
+        let issuer = self.page.issuer.clone();
+        request_animation_frame(move || {
+            let doc = document();
+            if let Ok(Some(h1)) = doc.query_selector(&format!("#{APP_ROOT_ID} h1"))
+                && let Some(title) = h1.text_content()
+            {
+                doc.set_title(&format!("{} – {issuer}", title.trim()));
+            }
+            focus_autofocus();
+            if let Some(html) = doc.document_element() {
+                let n = html.get_attribute("data-step").and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+                let _ = html.set_attribute("data-step", &(n + 1).to_string());
+            }
+        });
     }
 }
 
@@ -54,16 +134,26 @@ pub fn start() {
     let Some(root) = document.get_element_by_id(APP_ROOT_ID) else { return };
     let Ok(root) = root.dyn_into::<web_sys::HtmlElement>() else { return };
     let locale = Locale::from_tag(&embedded.ctx.locale).unwrap_or_default();
-    let ctx = Ctx { page: embedded.ctx, locale };
+    let page = embedded.ctx;
     let step = embedded.step;
-    root.set_inner_html("");
-    mount_to(root.clone(), move || render(&ctx, step)).forget();
-    // The no-JS input that had focus is gone: focus the new one.
-    if let Ok(Some(el)) = root.query_selector("[data-autofocus]")
-        && let Ok(el) = el.dyn_into::<web_sys::HtmlElement>()
-    {
-        let _ = el.focus();
+    let client_logo = match &step.step {
+        Some(Step::Chooser(c)) => c.client.as_ref(),
+        Some(Step::PasswordForm(f)) => f.client.as_ref(),
+        Some(Step::Approval(a)) => a.client.as_ref(),
+        _ => None,
     }
+    .map(|c| c.logo_url.as_str());
+    let images: Vec<String> =
+        [Some(page.logo_url.as_str()), client_logo].into_iter().flatten().filter_map(origin_of).collect();
+    root.set_inner_html("");
+    mount_to(root, move || {
+        let flow = Flow { step: RwSignal::new(step), busy: StoredValue::new(false) };
+        let ctx = Ctx { page, locale, flow, images };
+        move || render(&ctx, flow.step.get())
+    })
+    .forget();
+    // The no-JS input that had focus is gone: focus the new one.
+    focus_autofocus();
     // Lets tests and measurements see when the app has rendered.
     if let Some(html) = document.document_element() {
         if let Some(ms) = window().performance().map(|p| p.now()) {
@@ -71,6 +161,112 @@ pub fn start() {
         }
         let _ = html.set_attribute("data-app", "rendered");
     }
+}
+
+/// Focuses the first `[data-autofocus]` element of the app.
+fn focus_autofocus() {
+    if let Ok(Some(el)) = document().query_selector(&format!("#{APP_ROOT_ID} [data-autofocus]"))
+        && let Ok(el) = el.dyn_into::<web_sys::HtmlElement>()
+    {
+        let _ = el.focus();
+    }
+}
+
+/// The `oxidex.v1.Flow` call a form's submission makes.
+#[derive(Clone)]
+enum Submit {
+    PasswordLogin { connector_id: String },
+    Approve,
+    VerifyUserCode,
+}
+
+/// One call, built from the form. `browser_secret` and `client_ip` stay empty: the gateway
+/// fills them from the cookie and the connection.
+enum Call {
+    PasswordLogin(pb::PasswordLoginRequest),
+    Approve(pb::ApproveRequest),
+    VerifyUserCode(pb::VerifyUserCodeRequest),
+}
+
+impl Call {
+    async fn run(self, base: &str) -> Result<pb::FlowStep, tonic::Status> {
+        let origin = window().location().origin().unwrap_or_default();
+        let transport = tonic_web_wasm_client::Client::new(format!("{origin}{base}{GRPC_WEB_PATH}"));
+        let mut client = FlowClient::new(transport);
+        let answer = match self {
+            Call::PasswordLogin(r) => client.password_login(r).await,
+            Call::Approve(r) => client.approve(r).await,
+            Call::VerifyUserCode(r) => client.verify_user_code(r).await,
+        };
+        answer.map(tonic::Response::into_inner)
+    }
+}
+
+/// The submit handler of the flow's forms: the call over gRPC-web instead of the page load,
+/// the form's own submission when the call fails.
+fn on_submit(ctx: &Ctx, what: Submit) -> impl Fn(leptos::ev::SubmitEvent) + 'static {
+    let ctx = ctx.clone();
+    move |ev: leptos::ev::SubmitEvent| {
+        let Some(form) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok()) else {
+            return;
+        };
+        ev.prevent_default();
+        if ctx.flow.busy.get_value() {
+            return;
+        }
+        let submitter = ev.submitter();
+        let data = web_sys::FormData::new_with_form(&form).ok();
+        let field = |name: &str| data.as_ref().and_then(|d| d.get(name).as_string()).unwrap_or_default();
+        let call = match &what {
+            Submit::PasswordLogin { connector_id } => Call::PasswordLogin(pb::PasswordLoginRequest {
+                request_id: field("req"),
+                connector_id: connector_id.clone(),
+                username: field("login"),
+                password: field("password"),
+                ..Default::default()
+            }),
+            Submit::Approve => Call::Approve(pb::ApproveRequest {
+                request_id: field("req"),
+                hmac: field("hmac"),
+                approve: submitter.as_ref().and_then(|b| b.get_attribute("value")).as_deref()
+                    == Some("approve"),
+                ..Default::default()
+            }),
+            Submit::VerifyUserCode => Call::VerifyUserCode(pb::VerifyUserCodeRequest {
+                user_code: field("user_code"),
+                ..Default::default()
+            }),
+        };
+        ctx.flow.busy.set_value(true);
+        let ctx = ctx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            match call.run(&ctx.page.base).await {
+                Ok(step) => ctx.show(step),
+                Err(status) => {
+                    leptos::logging::warn!(
+                        "oxidex: the gRPC-web call failed ({:?}); submitting the form instead",
+                        status.code()
+                    );
+                    submit_natively(&form, submitter.as_ref());
+                }
+            }
+        });
+    }
+}
+
+/// Submits `form` as the browser would have without the app. `submit()` sends no submitter, so
+/// its name and value (the consent's approve or deny) go along as a hidden input.
+fn submit_natively(form: &web_sys::HtmlFormElement, submitter: Option<&web_sys::HtmlElement>) {
+    if let Some(b) = submitter
+        && let (Some(name), Some(value)) = (b.get_attribute("name"), b.get_attribute("value"))
+        && let Ok(input) = document().create_element("input")
+    {
+        let _ = input.set_attribute("type", "hidden");
+        let _ = input.set_attribute("name", &name);
+        let _ = input.set_attribute("value", &value);
+        let _ = form.append_child(&input);
+    }
+    form.submit().unwrap_or_else(|_| leptos::logging::warn!("oxidex: the form could not be submitted"));
 }
 
 fn render(ctx: &Ctx, step: pb::FlowStep) -> AnyView {
@@ -100,7 +296,7 @@ fn client_name(client: Option<&pb::ClientInfo>) -> String {
 /// The client's logo (decorative: its name is in the text next to it) and the intro line.
 fn intro(ctx: &Ctx, client: Option<&pb::ClientInfo>) -> impl IntoView {
     let name = client_name(client);
-    let logo = client.map(|c| c.logo_url.clone()).filter(|l| !l.is_empty());
+    let logo = client.map(|c| c.logo_url.clone()).filter(|l| ctx.image_allowed(l));
     let text = if name.is_empty() {
         ctx.t(Msg::ChooseMethod).to_owned()
     } else {
@@ -185,6 +381,10 @@ fn countdown(seconds: i64) -> ReadSignal<i64> {
         )
         .ok();
         handle.set_value(h);
+        // A step rendered in place replaces this one: stop ticking with it.
+        if let Some(h) = h {
+            on_cleanup(move || h.clear());
+        }
     }
     left
 }
@@ -217,6 +417,7 @@ fn attempt_alert(
 fn password_form(ctx: &Ctx, f: pb::PasswordForm) -> AnyView {
     let prompt = messages::username_prompt(&f.username_prompt, ctx.locale);
     let action = ctx.url(&format!("/auth/{}/login", encode(&f.connector_id)));
+    let submit = on_submit(ctx, Submit::PasswordLogin { connector_id: f.connector_id.clone() });
     let (alert, left) = attempt_alert(ctx, f.invalid, f.retry_after_seconds, Msg::InvalidCredentials);
     let waiting = move || left.get() > 0;
     let described = (f.invalid || f.retry_after_seconds > 0).then_some("ox-alert");
@@ -238,7 +439,7 @@ fn password_form(ctx: &Ctx, f: pb::PasswordForm) -> AnyView {
         <h1>{ctx.t(Msg::LogIn)}</h1>
         {intro(ctx, f.client.as_ref())}
         {alert}
-        <form method="post" action=action>
+        <form method="post" action=action on:submit=submit>
             <input type="hidden" name="req" value=f.request_id.clone() />
             <label for="login">{prompt}</label>
             <input id="login" name="login" type="text" value=f.username.clone() autocomplete="username"
@@ -255,7 +456,7 @@ fn password_form(ctx: &Ctx, f: pb::PasswordForm) -> AnyView {
 
 fn approval(ctx: &Ctx, a: pb::Approval) -> AnyView {
     let client = client_name(a.client.as_ref());
-    let logo = a.client.as_ref().map(|c| c.logo_url.clone()).filter(|l| !l.is_empty());
+    let logo = a.client.as_ref().map(|c| c.logo_url.clone()).filter(|l| ctx.image_allowed(l));
     let who = match (a.username.is_empty(), a.email.is_empty()) {
         (false, false) => format!("{} ({})", a.username, a.email),
         (false, true) => a.username.clone(),
@@ -280,7 +481,7 @@ fn approval(ctx: &Ctx, a: pb::Approval) -> AnyView {
         </div>
         <ul class="ox-scopes">{scopes}</ul>
         {(!who.is_empty()).then(|| view! { <p class="ox-muted">{ctx.fill(Msg::LoggedInAs, &[("user", &who)])}</p> })}
-        <form method="post" action=ctx.url("/approval")>
+        <form method="post" action=ctx.url("/approval") on:submit=on_submit(ctx, Submit::Approve)>
             <input type="hidden" name="req" value=a.request_id.clone() />
             <input type="hidden" name="hmac" value=a.hmac.clone() />
             <div class="ox-actions">
@@ -351,7 +552,7 @@ fn device_entry(ctx: &Ctx, d: pb::DeviceEntry) -> AnyView {
         <h1>{ctx.t(Msg::DeviceTitle)}</h1>
         {alert}
         <p id="ox-device-intro">{ctx.t(Msg::DeviceIntro)}</p>
-        <form method="post" action=ctx.url("/device/auth/verify_code")>
+        <form method="post" action=ctx.url("/device/auth/verify_code") on:submit=on_submit(ctx, Submit::VerifyUserCode)>
             <label for="user_code">{ctx.t(Msg::DeviceLabel)}</label>
             <input id="user_code" name="user_code" class="ox-code" type="text" autocomplete="off"
                 autocapitalize="characters" spellcheck="false" required="" data-autofocus=""

@@ -59,6 +59,21 @@ pub fn script_safe_json(json: &str) -> String {
     out
 }
 
+/// The origin of an http(s) URL (`https://host:port`, lower case), as a page's
+/// Content-Security-Policy lists image sources (the gateway) and as the app checks a logo against
+/// them; `None` for anything else or anything that is not a plain host.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let valid = !host_port.is_empty()
+        && host_port.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    valid.then(|| format!("{}://{}", scheme.to_ascii_lowercase(), host_port.to_ascii_lowercase()))
+}
+
 /// The theme's brand colours: the `frontend.colors` key and the CSS variable it sets.
 pub const COLOR_VARIABLES: &[(&str, &str)] = &[
     ("primary", "--ox-primary"),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod grpc_web;
 pub mod http;
 pub mod postgres;
 pub mod rp;

@@ -88,6 +88,35 @@ async function heading(page) {
   return (await page.locator('h1').first().textContent())?.trim();
 }
 
+/** How many steps the app has rendered in place (`<html data-step>`). */
+async function stepCount(page) {
+  return page.evaluate(() => Number(document.documentElement.dataset.step || 0));
+}
+
+/** Waits until the app rendered a step in place after `before` (see stepCount). */
+async function stepRendered(page, before, what) {
+  try {
+    await page.waitForFunction((n) => Number(document.documentElement.dataset.step || 0) > n, before, { timeout: 15000 });
+  } catch {
+    fail(`${what}: no step was rendered in place:\n${await page.content()}`);
+  }
+}
+
+/** The Flow methods called over gRPC-web so far, checked for the gRPC-web content type. */
+function grpcWebCalls(requests) {
+  return requests
+    .filter((r) => r.url.includes('/grpc-web/oxidex.v1.Flow/'))
+    .map((r) => {
+      check(/^application\/grpc-web/.test(r.type), `a gRPC-web call with content-type ${r.type}`);
+      return r.url.split('/').pop();
+    });
+}
+
+/** POSTs that loaded a page (form submissions). */
+function formPosts(requests) {
+  return requests.filter((r) => r.navigation).map((r) => new URL(r.url).pathname);
+}
+
 /** The relying party: /start begins a login (query: run, ui_locales), /callback completes it. */
 async function startRp(port, issuers) {
   const clientId = env('OXIDEX_UI_CLIENT_ID');
@@ -164,6 +193,12 @@ async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 800, height: 720 }, ...options });
   const page = await context.newPage();
   const problems = [];
+  const requests = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST') {
+      requests.push({ url: r.url(), type: r.headers()['content-type'] ?? '', navigation: r.isNavigationRequest() });
+    }
+  });
   page.on('console', (m) => {
     const text = m.text();
     // A page answered 400/401 (an error page, a failed login) logs "Failed to load resource";
@@ -175,16 +210,18 @@ async function newPage(browser, options = {}) {
     if (r.url().includes('/static/') && r.status() !== 200) problems.push(`${r.url()}: ${r.status()}`);
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  return { context, page, problems };
+  return { context, page, problems, requests };
 }
 
 function noProblems(problems, what) {
   check(problems.length === 0, `${what}: console errors or CSP violations:\n${problems.join('\n')}`);
 }
 
-/** One login through the pages, mouse and keyboard as a user would. */
+/** One login through the pages, mouse and keyboard as a user would. The app submits the
+ * password and the consent over gRPC-web: no form is posted, a wrong password is shown
+ * without a page load. */
 async function login(browser, rp, { issuer, name, locale, uiLocales, expect, wrongPassword, screenshotsFor }) {
-  const { context, page, problems } = await newPage(browser, locale ? { locale } : {});
+  const { context, page, problems, requests } = await newPage(browser, locale ? { locale } : {});
   const start = `${rp.base}/start?issuer=${encodeURIComponent(issuer)}${uiLocales ? `&ui_locales=${uiLocales}` : ''}`;
   await page.goto(start);
 
@@ -219,8 +256,17 @@ async function login(browser, rp, { issuer, name, locale, uiLocales, expect, wro
   if (wrongPassword) {
     await page.getByLabel(expect.usernameLabel).fill(USERNAME);
     await page.getByLabel(expect.passwordLabel).fill('wrong password');
-    await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: expect.loginTitle }).click()]);
-    await appRendered(page, `${name} failed login`);
+    // A marker that survives only while the document does: no page load may happen.
+    await page.evaluate(() => {
+      window.oxidexSameDocument = true;
+    });
+    const before = await stepCount(page);
+    const call = page.waitForRequest((r) => r.url().endsWith('/grpc-web/oxidex.v1.Flow/PasswordLogin'));
+    await page.getByRole('button', { name: expect.loginTitle }).click();
+    const sent = await call;
+    check(/^application\/grpc-web/.test(sent.headers()['content-type']), `${name}: the login call is not gRPC-web`);
+    await stepRendered(page, before, `${name} failed login`);
+    check(await page.evaluate(() => window.oxidexSameDocument === true), `${name}: the wrong password loaded a new page`);
     const alert = page.getByRole('alert');
     check((await alert.textContent()).trim() === expect.invalid, `${name}: wrong password shows "${await alert.textContent()}"`);
     check((await page.locator('#login').inputValue()) === USERNAME, `${name}: the username is not kept after a failure`);
@@ -253,13 +299,18 @@ async function login(browser, rp, { issuer, name, locale, uiLocales, expect, wro
   await page.waitForURL(`${rp.base}/callback**`);
   const rpText = await page.locator('#rp').textContent().catch(async () => page.content());
   check(rpText === 'Signed in', `${name}: the RP did not complete the login: ${await page.content()}`);
+  const calls = grpcWebCalls(requests);
+  const logins = calls.filter((c) => c === 'PasswordLogin').length;
+  check(logins === (wrongPassword ? 2 : 1), `${name}: PasswordLogin over gRPC-web ${logins} times: ${calls}`);
+  check(calls.includes('Approve'), `${name}: the consent was not approved over gRPC-web: ${calls}`);
+  check(formPosts(requests).length === 0, `${name}: forms were posted: ${formPosts(requests)}`);
   noProblems(problems, name);
   await context.close();
 }
 
 /** The keyboard alone: Tab to the connector, Enter; type, Tab, type, Enter; Enter on consent. */
 async function keyboardLogin(browser, rp, issuer) {
-  const { context, page, problems } = await newPage(browser);
+  const { context, page, problems, requests } = await newPage(browser);
   await page.goto(`${rp.base}/start?issuer=${encodeURIComponent(issuer)}`);
   await appRendered(page, 'keyboard chooser');
   let found = false;
@@ -287,7 +338,69 @@ async function keyboardLogin(browser, rp, issuer) {
   await page.keyboard.press('Enter');
   await page.waitForURL(`${rp.base}/callback**`);
   check((await page.locator('#rp').textContent()) === 'Signed in', 'keyboard: the RP did not complete the login');
+  check(grpcWebCalls(requests).join() === 'PasswordLogin,Approve', `keyboard: calls ${grpcWebCalls(requests)}`);
   noProblems(problems, 'keyboard');
+  await context.close();
+}
+
+/** JavaScript off: the server-rendered forms alone complete a login (wrong password included). */
+async function withoutJavaScript(browser, rp, issuer) {
+  const { context, page, problems, requests } = await newPage(browser, { javaScriptEnabled: false });
+  await page.goto(`${rp.base}/start?issuer=${encodeURIComponent(issuer)}`);
+  check((await heading(page)) === 'Log in', `no-JS: chooser heading ${await heading(page)}`);
+  check((await page.getAttribute('html', 'data-app')) === null, 'no-JS: the app ran although JavaScript is off');
+  await Promise.all([page.waitForURL(/\/auth\/local/), page.locator('a[href*="/auth/local?"]').click()]);
+  await page.locator('#login').fill(USERNAME);
+  await page.locator('#password').fill('wrong password');
+  await Promise.all([page.waitForNavigation(), page.locator('button[type="submit"]').click()]);
+  check((await page.getByRole('alert').textContent()).trim() === 'Invalid username or password.', 'no-JS: no error after a wrong password');
+  check((await page.locator('#login').inputValue()) === USERNAME, 'no-JS: the username is not kept');
+  await shot(page, 'no-js-login-wrong-password');
+  await page.locator('#password').fill(PASSWORD);
+  await Promise.all([page.waitForURL(/\/approval/), page.locator('button[type="submit"]').click()]);
+  check((await heading(page)) === 'Grant access', `no-JS: consent heading ${await heading(page)}`);
+  await page.locator('button[value="approve"]').click();
+  await page.waitForURL(`${rp.base}/callback**`);
+  check((await page.locator('#rp').textContent()) === 'Signed in', 'no-JS: the RP did not complete the login');
+  check(grpcWebCalls(requests).length === 0, `no-JS: gRPC-web calls without JavaScript: ${grpcWebCalls(requests)}`);
+  const posts = formPosts(requests);
+  check(
+    posts.filter((p) => p.endsWith('/auth/local/login')).length === 2 && posts.some((p) => p.endsWith('/approval')),
+    `no-JS: the forms were not posted: ${posts}`,
+  );
+  noProblems(problems, 'no-JS');
+  await context.close();
+}
+
+/** gRPC-web unreachable (the network, or a proxy that drops it): the app submits the same
+ * forms instead, and the login completes as without JavaScript. */
+async function grpcWebFallback(browser, rp, issuer) {
+  const { context, page, problems, requests } = await newPage(browser);
+  await context.route('**/grpc-web/**', (route) => route.abort());
+  await page.goto(`${rp.base}/start?issuer=${encodeURIComponent(issuer)}`);
+  await appRendered(page, 'fallback chooser');
+  await page.locator('a[data-connector="local"]').click();
+  await page.waitForURL(/\/auth\/local/);
+  await appRendered(page, 'fallback login');
+  await page.locator('#login').fill(USERNAME);
+  await page.locator('#password').fill('wrong password');
+  await Promise.all([page.waitForNavigation(), page.locator('button[type="submit"]').click()]);
+  await appRendered(page, 'fallback failed login');
+  check((await page.getByRole('alert').textContent()).trim() === 'Invalid username or password.', 'fallback: no error after a wrong password');
+  await page.locator('#password').fill(PASSWORD);
+  await Promise.all([page.waitForURL(/\/approval/), page.locator('button[type="submit"]').click()]);
+  await appRendered(page, 'fallback consent');
+  await page.locator('button[value="approve"]').click();
+  await page.waitForURL(`${rp.base}/callback**`);
+  check((await page.locator('#rp').textContent()) === 'Signed in', 'fallback: the RP did not complete the login');
+  const calls = grpcWebCalls(requests);
+  check(calls.join() === 'PasswordLogin,PasswordLogin,Approve', `fallback: gRPC-web attempts ${calls}`);
+  const posts = formPosts(requests);
+  check(
+    posts.filter((p) => p.endsWith('/auth/local/login')).length === 2 && posts.some((p) => p.endsWith('/approval')),
+    `fallback: the forms were not posted: ${posts}`,
+  );
+  noProblems(problems, 'fallback');
   await context.close();
 }
 
@@ -309,8 +422,10 @@ async function otherPages(browser, issuer, suffix, expect) {
   await page.locator('button[type="submit"]').click();
   await page.waitForURL(/\/approval/);
   await appRendered(page, 'oob consent');
-  await Promise.all([page.waitForNavigation(), page.locator('button[value="approve"]').click()]);
-  await appRendered(page, 'oob code');
+  // The code is the answer of the Approve call, shown in place.
+  const before = await stepCount(page);
+  await page.locator('button[value="approve"]').click();
+  await stepRendered(page, before, 'oob code');
   const code = await page.locator('#code').inputValue();
   check(code.length > 10, `oob: no code on the page: ${await page.content()}`);
   await shot(page, `oob${suffix}`);
@@ -374,14 +489,15 @@ async function throttling(browser, rp, issuer) {
   await page.locator('a[data-connector="local"]').click();
   await page.waitForURL(/\/auth\/local/);
   let text = '';
+  await appRendered(page, 'throttle login');
   for (let i = 0; i < 12 && !text.startsWith('Too many attempts'); i++) {
-    await appRendered(page, 'throttle login');
     // Wait out a running countdown before the next attempt.
     await page.waitForFunction(() => !document.querySelector('button[type="submit"]').disabled, null, { timeout: 60000 });
     await page.locator('#login').fill('nobody@example.com');
     await page.locator('#password').fill(`wrong ${i}`);
-    await Promise.all([page.waitForNavigation(), page.locator('button[type="submit"]').click()]);
-    await appRendered(page, 'throttle login');
+    const before = await stepCount(page);
+    await page.locator('button[type="submit"]').click();
+    await stepRendered(page, before, 'throttle login');
     text = (await page.getByRole('alert').textContent()).trim();
   }
   check(/^Too many attempts\. Please try again in \d+ s\.$/.test(text), `no throttling message after repeated failures: ${text}`);
@@ -462,6 +578,8 @@ async function flows(browser) {
     // German from Accept-Language alone.
     await login(browser, rp, { issuer: dark, name: 'german-accept-language', locale: 'de-DE', expect: GERMAN });
     await keyboardLogin(browser, rp, light);
+    await withoutJavaScript(browser, rp, light);
+    await grpcWebFallback(browser, rp, light);
     await otherPages(browser, light, '', ENGLISH);
     await otherPages(browser, dark, '-dark-german', GERMAN);
     await autoTheme(browser, env('OXIDEX_UI_AUTO'));
@@ -471,7 +589,7 @@ async function flows(browser) {
       check(r.email === USERNAME, `an RP login got email ${r.email}`);
       if (sub) check(r.sub === sub, `an RP login got sub ${r.sub}, expected ${sub}`);
     }
-    check(rp.results.length === 5, `expected 5 completed RP logins, got ${rp.results.length}`);
+    check(rp.results.length === 7, `expected 7 completed RP logins, got ${rp.results.length}`);
     const measured = await measure(browser, rp, light);
     return { logins: rp.results.length, measured };
   } finally {
@@ -483,7 +601,7 @@ async function flows(browser) {
 async function device(browser) {
   const issuer = env('OXIDEX_UI_LIGHT');
   const userCode = env('OXIDEX_UI_USER_CODE');
-  const { context, page, problems } = await newPage(browser);
+  const { context, page, problems, requests } = await newPage(browser);
   await page.goto(`${issuer}/device`);
   await appRendered(page, 'device entry');
   await shot(page, 'device-entry');
@@ -495,13 +613,16 @@ async function device(browser) {
     (await page.locator('#user_code').inputValue()) === userCode,
     `device: the code is not normalised: ${await page.locator('#user_code').inputValue()}`,
   );
-  await Promise.all([page.waitForNavigation(), page.locator('button[type="submit"]').click()]);
-  await appRendered(page, 'device chooser');
+  // Two connectors: VerifyUserCode answers with the chooser, rendered in place.
+  const before = await stepCount(page);
+  await page.locator('button[type="submit"]').click();
+  await stepRendered(page, before, 'device chooser');
   check((await page.getByRole('alert').count()) === 0, `device: the code was refused: ${await page.content()}`);
-  if (!page.url().includes('/auth/local')) {
-    await page.locator('a[data-connector="local"]').click();
-    await page.waitForURL(/\/auth\/local/);
-  }
+  check((await heading(page)) === 'Log in', `device: after the code the page says ${await heading(page)}`);
+  await shot(page, 'device-chooser');
+  await audit(page, 'device chooser');
+  await page.locator('a[data-connector="local"]').click();
+  await page.waitForURL(/\/auth\/local/);
   await appRendered(page, 'device login');
   await page.locator('#login').fill(USERNAME);
   await page.locator('#password').fill(PASSWORD);
@@ -512,6 +633,9 @@ async function device(browser) {
   await page.waitForURL(/\/device\/callback/);
   await appRendered(page, 'device success');
   check((await heading(page)) === 'Login successful', `device: the success page says ${await heading(page)}`);
+  const calls = grpcWebCalls(requests);
+  check(calls.join() === 'VerifyUserCode,PasswordLogin,Approve', `device: gRPC-web calls ${calls}`);
+  check(formPosts(requests).length === 0, `device: forms were posted: ${formPosts(requests)}`);
   await shot(page, 'device-success');
   await audit(page, 'device success');
   noProblems(problems, 'device');
