@@ -36,7 +36,7 @@ mod sealed {
 /// A database the SQL backend runs on: SQLite or Postgres. Sealed; not meant to be implemented
 /// outside this crate.
 #[async_trait]
-pub trait Dialect: Database + sealed::Sealed {
+pub trait Dialect: Database<Row: Send> + sealed::Sealed {
     /// Opens a read-modify-write transaction. SQLite takes the write lock immediately
     /// (`BEGIN IMMEDIATE`) so that two writers can never both read and then both write.
     const BEGIN_WRITE: &'static str;

@@ -23,6 +23,7 @@
 
 mod dialect;
 mod error;
+mod group;
 mod postgres;
 mod records;
 mod sqlite;
@@ -59,6 +60,9 @@ pub struct SqlStorage<D: Dialect> {
     write: Pool<D>,
     /// Connections for reads (the same pool as `write` on Postgres).
     read: Pool<D>,
+    /// SQLite: the group commit of single-statement writes (see [`group`]). Postgres commits
+    /// concurrent transactions together by itself.
+    group: Option<group::Queue<D>>,
 }
 
 impl<D: Dialect> fmt::Debug for SqlStorage<D> {
@@ -98,15 +102,53 @@ fn first<D: Dialect, R: Record>(rows: &[D::Row]) -> Result<Option<R>> {
 
 impl<D: Dialect> SqlStorage<D> {
     fn new(write: Pool<D>, read: Pool<D>) -> Self {
-        Self { write, read }
+        Self { write, read, group: None }
+    }
+
+    /// With group commit of single-statement writes (SQLite). Needs a Tokio runtime.
+    fn with_group_commit(mut self) -> Self {
+        self.group = Some(group::Queue::start(self.write.clone()));
+        self
+    }
+
+    /// Runs one single-statement write: through the group commit where there is one, else on a
+    /// write connection of its own.
+    async fn write_one(&self, sql: &str, args: &[Val], fetch: bool) -> Result<group::Out<D>, Failure> {
+        let write = group::Write { sql: sql.to_owned(), args: args.to_vec(), fetch };
+        if let Some(group) = &self.group
+            && let Some(outcome) = group.run(write).await
+        {
+            return Ok(outcome?);
+        }
+        let mut conn = self.write.acquire().await?;
+        Ok(if fetch {
+            group::Out::Rows(D::fetch_all(&mut conn, sql, args.to_vec()).await?)
+        } else {
+            group::Out::Changed(D::execute(&mut conn, sql, args.to_vec()).await?)
+        })
+    }
+
+    /// A write that returns rows (`RETURNING`), decoded: the first, if any.
+    async fn write_returning<R: Record>(&self, sql: &str, args: &[Val]) -> Result<Option<R>, Failure> {
+        match self.write_one(sql, args, true).await? {
+            group::Out::Rows(rows) => Ok(first::<D, R>(&rows)?),
+            group::Out::Changed(_) => Ok(None),
+        }
+    }
+
+    /// A write that returns the number of rows it changed.
+    async fn write_counting(&self, sql: &str, args: &[Val]) -> Result<u64, Failure> {
+        match self.write_one(sql, args, false).await? {
+            group::Out::Changed(n) => Ok(n),
+            group::Out::Rows(rows) => Ok(rows.len() as u64),
+        }
     }
 
     async fn insert<R: Record>(&self, record: R) -> Result<()> {
         let sql = sql_text::insert::<R>();
         let args = record.into_values()?;
         retry(|| async {
-            let mut conn = self.write.acquire().await?;
-            D::execute(&mut conn, &sql, args.clone()).await?;
+            self.write_counting(&sql, &args).await?;
             Ok(())
         })
         .await
@@ -141,8 +183,9 @@ impl<D: Dialect> SqlStorage<D> {
     }
 
     /// Writes `updater(seen)` in one statement if the row still holds exactly the values of
-    /// `seen`, and returns the stored row. `None` when it does not (changed or deleted meanwhile) or when the updater refused
-    /// `seen`: its verdict counts only on the current row, which the caller then reads under lock.
+    /// `seen`, and returns the stored row. `None` when it does not (changed or deleted
+    /// meanwhile) or when the updater refused `seen`: its verdict counts only on the current
+    /// row, which the caller then reads under lock.
     async fn swap<R: Record>(&self, key: &[Val], seen: R, updater: Updater<'_, R>) -> Result<Option<R>> {
         let expected = seen.clone().into_values()?;
         let Ok(new) = updater(seen) else { return Ok(None) };
@@ -155,12 +198,7 @@ impl<D: Dialect> SqlStorage<D> {
             .chain(expected.into_iter().skip(R::KEY_LEN))
             .collect();
         let sql = sql_text::swap::<R>(D::NULL_SAFE_EQ);
-        retry(|| async {
-            let mut conn = self.write.acquire().await?;
-            let rows = D::fetch_all(&mut conn, &sql, args.clone()).await?;
-            Ok(first::<D, R>(&rows)?)
-        })
-        .await
+        retry(|| self.write_returning::<R>(&sql, &args)).await
     }
 
     /// Compare-and-swap in one write transaction: reads and locks the row, applies `updater`,
@@ -184,23 +222,15 @@ impl<D: Dialect> SqlStorage<D> {
 
     async fn delete<R: Record>(&self, key: Vec<Val>) -> Result<()> {
         let sql = sql_text::delete::<R>();
-        let deleted = retry(|| async {
-            let mut conn = self.write.acquire().await?;
-            Ok(D::execute(&mut conn, &sql, key.clone()).await?)
-        })
-        .await?;
+        let deleted = retry(|| self.write_counting(&sql, &key)).await?;
         if deleted == 0 { Err(StorageError::NotFound) } else { Ok(()) }
     }
 
     /// Deletes the row and returns it, in one statement.
     async fn take<R: Record>(&self, key: Vec<Val>) -> Result<R> {
         let sql = sql_text::take::<R>();
-        retry(|| async {
-            let mut conn = self.write.acquire().await?;
-            let rows = D::fetch_all(&mut conn, &sql, key.clone()).await?;
-            Ok(first::<D, R>(&rows)?.ok_or(StorageError::NotFound)?)
-        })
-        .await
+        retry(|| async { Ok(self.write_returning::<R>(&sql, &key).await?.ok_or(StorageError::NotFound)?) })
+            .await
     }
 
     async fn ping(&self) -> Result<()> {
@@ -416,6 +446,9 @@ const GC_TABLES: [&str; 5] = [
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
     use sqlx::{Connection, Executor, PgConnection};
 
     use super::*;
@@ -447,6 +480,88 @@ mod tests {
             "{}: the one-statement update did not match the row",
             R::TABLE
         );
+    }
+
+    /// Creates the clients `ids` at once while the only write connection is held, so that every
+    /// write queues behind it; returns each one's outcome.
+    async fn create_queued(s: &Arc<SqliteStorage>, ids: Vec<String>) -> Vec<(String, Result<()>)> {
+        let queued = || s.group.as_ref().unwrap().stats().queued.load(Ordering::SeqCst);
+        let before = queued();
+        let held = s.write.acquire().await.unwrap();
+        let writes: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (s, id) = (s.clone(), id.clone());
+                tokio::spawn(async move { (id.clone(), s.create_client(fixture::client(&id)).await) })
+            })
+            .collect();
+        while queued() < before + ids.len() as u64 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut outcomes = Vec::new();
+        for write in writes {
+            outcomes.push(write.await.unwrap());
+        }
+        outcomes
+    }
+
+    /// Writes queued while the write connection is busy are committed in one transaction; when
+    /// one of a batch fails, each caller still gets its own outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_commits_queued_writes_together_and_each_gets_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oxidex.db");
+        let s = Arc::new(SqliteStorage::open(file.to_str().unwrap()).await.unwrap());
+        let batches = || s.group.as_ref().unwrap().stats().batches.load(Ordering::SeqCst);
+
+        let outcomes = create_queued(&s, (0..20).map(|i| format!("a{i:02}")).collect()).await;
+        for (id, outcome) in outcomes {
+            outcome.unwrap_or_else(|e| panic!("{id}: {e}"));
+        }
+        assert!(batches() >= 1, "no writes were committed together");
+
+        // Every fifth is a duplicate of a stored client: those fail, the others are stored.
+        let ids = (0..20).map(|i| if i % 5 == 0 { "a00".to_owned() } else { format!("b{i:02}") }).collect();
+        for (id, outcome) in create_queued(&s, ids).await {
+            if id == "a00" {
+                assert!(matches!(outcome, Err(StorageError::AlreadyExists)), "{id}: {outcome:?}");
+            } else {
+                outcome.unwrap_or_else(|e| panic!("{id}: {e}"));
+            }
+        }
+        let mut ids: Vec<_> = s.list_clients().await.unwrap().into_iter().map(|c| c.id).collect();
+        ids.sort();
+        let mut want: Vec<_> = (0..20).map(|i| format!("a{i:02}")).collect();
+        want.extend((0..20).filter(|i| i % 5 != 0).map(|i| format!("b{i:02}")));
+        assert_eq!(ids, want);
+        s.close().await;
+    }
+
+    /// Committed together means committed: the writes are there after reopening the file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_writes_committed_together_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oxidex.db").to_str().unwrap().to_owned();
+        let s = Arc::new(SqliteStorage::open(&file).await.unwrap());
+        let held = s.write.acquire().await.unwrap();
+        let writes: Vec<_> = (0..10)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.create_refresh(fixture::refresh_token(&format!("r{i}"))).await })
+            })
+            .collect();
+        while s.group.as_ref().unwrap().stats().queued.load(Ordering::SeqCst) < 10 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        s.close().await;
+        let reopened = SqliteStorage::open(&file).await.unwrap();
+        assert_eq!(reopened.list_refresh_tokens().await.unwrap().len(), 10);
+        reopened.close().await;
     }
 
     #[tokio::test]

@@ -60,6 +60,6 @@ impl SqliteStorage {
                 }
             }
         };
-        Ok(Self::new(write, read))
+        Ok(Self::new(write, read).with_group_commit())
     }
 }
