@@ -279,6 +279,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         allowed_headers: config.web.allowed_headers.clone(),
         secure_cookies: config.issuer.starts_with("https://"),
         frontend: frontend_settings(&config.frontend)?,
+        remote_ip: remote_ip_policy(&config.web)?,
     };
     // Apps may call the public gRPC services on the web port too (never the admin API), as
     // native gRPC only: the browser's way in is the gateway's gRPC-web endpoint under the
@@ -524,6 +525,20 @@ fn frontend_settings(f: &config::FrontendConfig) -> anyhow::Result<oxidex_api::F
         custom_css,
         favicon,
     })
+}
+
+/// `web.clientRemoteIP`, warning when a header is named that no proxy may set.
+fn remote_ip_policy(web: &oxidex_core::config::WebConfig) -> anyhow::Result<oxidex_api::RemoteIpPolicy> {
+    let policy =
+        oxidex_api::RemoteIpPolicy::new(web.client_remote_ip_header.as_deref(), &web.trusted_proxies)
+            .map_err(anyhow::Error::msg)?;
+    if policy.header_without_proxies() {
+        tracing::warn!(
+            "web.clientRemoteIP.header is set but web.clientRemoteIP.trustedProxies is empty: the header is \
+             ignored (anyone could forge it); list the addresses of your reverse proxies there"
+        );
+    }
+    Ok(policy)
 }
 
 #[cfg(test)]

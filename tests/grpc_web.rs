@@ -109,6 +109,23 @@ impl Tab {
         panic!("too many redirects from /auth");
     }
 
+    /// A `PasswordLogin` over gRPC-web as [`Tab::call`], through a proxy that forwards
+    /// `forwarded` in `X-Forwarded-For`.
+    async fn call_forwarded(
+        &self,
+        server: &Server,
+        forwarded: &str,
+        message: &impl prost::Message,
+    ) -> Answer {
+        let req = self
+            .http
+            .post(format!("{}/grpc-web/oxidex.v1.Flow/PasswordLogin", server.issuer))
+            .header("origin", &server.web)
+            .header("x-forwarded-for", forwarded)
+            .header("cookie", self.cookie.as_deref().unwrap_or_default());
+        grpc_web::call(req, message).await
+    }
+
     /// A gRPC-web call of `method` with this tab's cookie and the issuer's origin.
     async fn call(&self, server: &Server, method: &str, message: &impl prost::Message) -> Answer {
         let mut req = self
@@ -481,4 +498,87 @@ async fn bad_input_is_a_status_never_a_crash() {
     // Still serving.
     let a = tab.call(&server, "PasswordLogin", &login(&request_id, EMAIL, "wrong", "")).await;
     assert!(matches!(step(&a), Step::PasswordForm(_)), "{a:?}");
+}
+
+/// `web.clientRemoteIP`: behind a trusted proxy the forwarded client is what throttling counts
+/// (one client's failures do not lock out everyone behind the proxy), and the header is
+/// ignored from anyone else (a client cannot dodge throttling by forging it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_throttling_counts_the_forwarded_client() {
+    let server = tokio::task::spawn_blocking(|| {
+        Server::start(Ports::new(), |dir, ports| {
+            config(ports, &sqlite_storage(dir), &static_setup()).replace(
+                "web:\n",
+                "web:\n  clientRemoteIP:\n    header: X-Forwarded-For\n    trustedProxies: [127.0.0.2/32]\n",
+            )
+        })
+    })
+    .await
+    .unwrap();
+    let mut tab = Tab::new();
+    let request_id = tab.start_login(&server).await;
+    let cookie = tab.cookie.clone().unwrap();
+    let (proxy, direct) =
+        (client_from(Some(IpAddr::from([127, 0, 0, 2]))), client_from(Some(IpAddr::from([127, 0, 0, 3]))));
+    let mut n = 0;
+    let mut attempt = |http: &reqwest::Client, forwarded: &str| {
+        n += 1;
+        let mut req =
+            http.post(format!("{}/auth/local/login", server.issuer)).header("cookie", &cookie).form(&[
+                ("req", request_id.as_str()),
+                ("login", &format!("u{n}@example.com")),
+                ("password", "x"),
+            ]);
+        if !forwarded.is_empty() {
+            req = req.header("x-forwarded-for", forwarded);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    // One client behind the proxy fails until it is throttled (new accounts each time, so only
+    // the per-address limit applies). What it wrote itself into the header (left) is ignored.
+    let mut throttled = false;
+    for _ in 0..40 {
+        match attempt(&proxy, "6.6.6.6, 198.51.100.7").await {
+            401 => {}
+            429 => {
+                throttled = true;
+                break;
+            }
+            other => panic!("a wrong password answered {other}"),
+        }
+    }
+    assert!(throttled, "repeated failures of one forwarded client were never throttled");
+    assert_eq!(attempt(&proxy, "198.51.100.7").await, 429, "the same client, header without its own part");
+    // Another client behind the same proxy is not held back by it.
+    assert_eq!(
+        attempt(&proxy, "198.51.100.8").await,
+        401,
+        "another client behind the proxy is throttled too"
+    );
+    // Nor is the proxy's own traffic without a header.
+    assert_eq!(attempt(&proxy, "").await, 401);
+    // The gRPC-web endpoint reads the address the same way.
+    let through_proxy = Tab { http: proxy.clone(), cookie: Some(cookie.clone()) };
+    let grpc_login = login(&request_id, "grpc@example.com", "x", "");
+    let via = |forwarded: &'static str| through_proxy.call_forwarded(&server, forwarded, &grpc_login);
+    let Step::PasswordForm(f) = step(&via("198.51.100.7").await) else { panic!() };
+    assert!(f.retry_after_seconds > 0, "gRPC-web did not see the forwarded client: {f:?}");
+    let Step::PasswordForm(f) = step(&via("198.51.100.9").await) else { panic!() };
+    assert_eq!(f.retry_after_seconds, 0, "{f:?}");
+
+    // A client that is not a trusted proxy cannot pick its address with the header: its
+    // failures count against its own address, whatever it forwards.
+    let mut throttled = false;
+    for i in 0..40 {
+        match attempt(&direct, &format!("203.0.113.{i}")).await {
+            401 => {}
+            429 => {
+                throttled = true;
+                break;
+            }
+            other => panic!("a wrong password answered {other}"),
+        }
+    }
+    assert!(throttled, "forging X-Forwarded-For dodged the throttling");
 }

@@ -5,9 +5,7 @@
 //! response. The value goes to core as `browser_secret` on every Flow call; core stores only its
 //! hash on the authorization request and rejects a later step from another browser.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -77,14 +75,14 @@ impl<S: Send + Sync> FromRequestParts<S> for BrowserSecret {
     }
 }
 
-/// The client's IP address from the socket (empty when the server did not record it).
+/// The client's IP address: the connection's, or behind trusted proxies the one their header
+/// names (see [`crate::remote_ip`]); empty when the server did not record the connection's.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClientIp(pub(crate) String);
 
 impl ClientIp {
-    /// The address the server recorded for the connection (`ConnectInfo`), if any.
-    pub(crate) fn from_connect_info(info: Option<&ConnectInfo<SocketAddr>>) -> Self {
-        Self(info.map(|ConnectInfo(addr)| addr.ip().to_string()).unwrap_or_default())
+    pub(crate) fn of_request(extensions: &http::Extensions, headers: &HeaderMap) -> Self {
+        Self(crate::remote_ip::of_request(extensions, headers))
     }
 }
 
@@ -92,7 +90,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self::from_connect_info(parts.extensions.get::<ConnectInfo<SocketAddr>>()))
+        Ok(Self::of_request(&parts.extensions, &parts.headers))
     }
 }
 

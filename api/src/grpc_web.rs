@@ -20,9 +20,7 @@
 //! decoded, so a cross-site HTML form cannot reach the service either. Responses carry the same
 //! headers as the other flow routes (`no-store`, the strict CSP, `nosniff`).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::uri::PathAndQuery;
@@ -142,7 +140,7 @@ impl BrowserFlow {
             return Err(Status::failed_precondition(NO_COOKIE));
         };
         let ClientIp(client_ip) =
-            ClientIp::from_connect_info(req.extensions().get::<ConnectInfo<SocketAddr>>());
+            ClientIp::of_request(req.extensions(), &req.metadata().clone().into_headers());
         Ok(Binding { browser_secret, client_ip })
     }
 }

@@ -17,12 +17,14 @@ mod grpc_web;
 mod metrics;
 mod oidc;
 mod pages;
+mod remote_ip;
 mod telemetry;
 mod token;
 
 pub use assets::FrontendSettings;
 pub use core_channel::CoreChannel;
 pub use metrics::Metrics;
+pub use remote_ip::RemoteIpPolicy;
 
 use std::collections::BTreeMap;
 
@@ -45,12 +47,16 @@ pub struct GatewaySettings {
     pub secure_cookies: bool,
     /// The login pages' theme and language settings (`frontend:`).
     pub frontend: FrontendSettings,
+    /// `web.clientRemoteIP`: how to find the client's address behind trusted proxies (for
+    /// throttling per address).
+    pub remote_ip: RemoteIpPolicy,
 }
 
 /// The public web listener's routes: discovery, JWKS, the browser flow (HTML forms, and
 /// `oxidex.v1.Flow` over gRPC-web for the login UI) and the token endpoints.
 pub fn web_router(core: CoreChannel, settings: &GatewaySettings, metrics: Metrics) -> axum::Router {
     oidc::router(core, settings, metrics)
+        .layer(axum::Extension(std::sync::Arc::new(settings.remote_ip.clone())))
 }
 
 /// The telemetry listener's routes: `/healthz/live`, `/healthz/ready`, `/healthz`, `/metrics`.
