@@ -92,7 +92,8 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, assets: Arc<
         .route("/device", get(device_page))
         .route("/device/auth/verify_code", post(verify_user_code))
         .route("/device/callback", get(device_callback))
-        .with_state(FlowState { core, pages, cookie: cookie.clone() })
+        .with_state(FlowState { core, pages: pages.clone(), cookie: cookie.clone() })
+        .layer(axum::middleware::from_fn_with_state(pages, themed_failures))
         .layer(axum::middleware::from_fn_with_state(cookie, cookies::bind_browser))
         .layer(axum::middleware::from_fn(
             |req: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -101,6 +102,33 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, assets: Arc<
                 response
             },
         ))
+}
+
+/// Replaces the minimal page of a failure outside a flow step (core unreachable, a malformed
+/// request) with the themed page in the browser's language, keeping its status and headers
+/// (`Retry-After`).
+async fn themed_failures(
+    State(pages): State<PageEnv>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let locale = {
+        let accept = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Locale::negotiate(&locale_cookie(req.headers()).unwrap_or_default(), accept, pages.default_locale)
+    };
+    let response = next.run(req).await;
+    let Some(failure) = response.extensions().get::<pages::Failure>().cloned() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.extensions.remove::<pages::Failure>();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let themed = pages.failure(locale, parts.status, &failure);
+    let (themed_parts, body) = themed.into_parts();
+    for (name, value) in &themed_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
 }
 
 /// Renders the step core answered with.

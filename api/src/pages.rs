@@ -202,6 +202,25 @@ impl PageEnv {
         self.render(locale, step, Page { status, title, body, client_logo: None, redirect_origin: None })
     }
 
+    /// The themed, translated page of a failure outside a flow step ([`error`]): an error step
+    /// with a catalog code by status (503 `unavailable`, other 5xx `internal`, 4xx `bad_request`
+    /// with the detail), so that the login UI renders it like every other error.
+    pub(crate) fn failure(&self, locale: Locale, status: StatusCode, failure: &Failure) -> Response {
+        let code = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            s if s.is_server_error() => "internal",
+            _ => "bad_request",
+        };
+        let e = pb::ErrorPage {
+            code: code.into(),
+            message: if status.is_server_error() { String::new() } else { failure.message.clone() },
+            http_status: i32::from(status.as_u16()),
+            ..Default::default()
+        };
+        let step = pb::FlowStep { step: Some(pb::flow_step::Step::Error(e.clone())) };
+        self.error_page(locale, &step, &e)
+    }
+
     /// The connector chooser: one link per connector.
     pub(crate) fn chooser(&self, locale: Locale, step: &pb::FlowStep, c: &pb::ConnectorChooser) -> Response {
         let mut body = intro(locale, c.client.as_ref());
@@ -375,8 +394,17 @@ autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" required
     }
 }
 
+/// What a failure outside a flow step was, kept on the response of [`error`] so that the flow
+/// routes can render it as a themed, translated error page (see [`PageEnv::failure`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// The detail that may be shown (never an internal one).
+    pub(crate) message: String,
+}
+
 /// A minimal page for failures outside a flow step (core unreachable, a malformed form): no
-/// assets, English, escaped.
+/// assets, English, escaped. The flow routes replace it with [`PageEnv::failure`]; other routes
+/// keep it.
 pub(crate) fn error(status: StatusCode, title: &str, message: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -387,6 +415,7 @@ pub(crate) fn error(status: StatusCode, title: &str, message: &str) -> Response 
     );
     let mut response = (status, Html(html)).into_response();
     security_headers(response.headers_mut());
+    response.extensions_mut().insert(Failure { message: message.to_owned() });
     response
 }
 

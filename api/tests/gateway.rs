@@ -879,6 +879,38 @@ async fn core_failures_on_pages_are_html_without_details() {
     assert_html(&a);
 }
 
+/// Failures outside a flow step are the themed login page in the browser's language, with the
+/// error embedded as a step for the UI, never a bare English page; status and `Retry-After`
+/// stay.
+#[tokio::test]
+async fn failures_outside_a_step_are_themed_and_translated() {
+    let g = gateway();
+    let german = |uri: &str| Request::get(uri).header(header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9,en;q=0.5");
+
+    *g.core.step.lock().unwrap() = Some(Err(Code::Unavailable));
+    let a = g.send(german("/dex/auth?client_id=app").body(Body::empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap()), Some("5"));
+    assert_page_headers(&a);
+    assert!(a.body.contains("<html lang=\"de\""), "{}", a.body);
+    assert!(a.body.contains("Vorübergehend nicht verfügbar"), "{}", a.body);
+    assert!(a.body.contains("\"unavailable\""), "the error step is not embedded for the UI:\n{}", a.body);
+    assert!(!stylesheet(&a.body, "app").is_empty(), "not the themed page:\n{}", a.body);
+    assert!(!a.body.contains("10.1.2.3"), "{}", a.body);
+
+    *g.core.step.lock().unwrap() = Some(Err(Code::Internal));
+    let a = g.get("/dex/auth?client_id=app").await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(a.body.contains("Internal error") && a.body.contains("Please try again later."), "{}", a.body);
+    assert!(!a.body.contains("10.1.2.3"), "{}", a.body);
+
+    // A request the gateway cannot parse: 400, translated title, the (safe) detail.
+    let a = g.send(german("/dex/auth?client_id=%ZZ").body(Body::empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("Die Anfrage konnte nicht ausgeführt werden"), "{}", a.body);
+    assert!(!stylesheet(&a.body, "app").is_empty(), "not the themed page:\n{}", a.body);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The token endpoints
 // ---------------------------------------------------------------------------------------------

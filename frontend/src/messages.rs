@@ -160,6 +160,10 @@ catalog! {
     ErrorTitle => "Error", "Fehler";
     InternalTitle => "Internal error", "Interner Fehler";
     InternalMessage => "Please try again later.", "Bitte versuchen Sie es später erneut.";
+    UnavailableTitle => "Temporarily unavailable", "Vorübergehend nicht verfügbar";
+    UnavailableMessage => "The login service is busy or being restarted. Please try again in a moment.",
+        "Der Anmeldedienst ist ausgelastet oder wird neu gestartet. Bitte versuchen Sie es gleich noch einmal.";
+    BadRequestTitle => "The request could not be completed", "Die Anfrage konnte nicht ausgeführt werden";
     StaleTitle => "Login session expired", "Anmeldesitzung abgelaufen";
     StaleMessage => "This login request is unknown, has expired, or was started in another browser. Go back to the application and sign in again.",
         "Diese Anmeldeanfrage ist unbekannt, abgelaufen oder wurde in einem anderen Browser begonnen. Kehren Sie zur Anwendung zurück und melden Sie sich erneut an.";
@@ -237,6 +241,9 @@ pub fn error_text(code: &str) -> Option<(Msg, Option<Msg>)> {
         "device_code_expired" => (DeviceExpiredTitle, Some(DeviceExpiredMessage)),
         "device_denied" => (AccessDeniedTitle, Some(DeviceDeniedMessage)),
         "internal" => (InternalTitle, Some(InternalMessage)),
+        "unavailable" => (UnavailableTitle, Some(UnavailableMessage)),
+        // A request the gateway or core could not accept; the detail is core's (English).
+        "bad_request" => (BadRequestTitle, None),
         _ => return None,
     })
 }
