@@ -875,7 +875,8 @@ async fn discovery_advertises_the_device_flow() {
     assert!((400..500).contains(&r.status), "GET /device/code: {} {}", r.status, r.body);
 }
 
-/// With the device grant left out of `oauth2.grantTypes`, discovery no longer lists it,
+/// With the device grant left out of `oauth2.grantTypes`, discovery lists neither it nor the
+/// device authorization endpoint,
 /// `/device/code` answers `unauthorized_client` (RFC 6749 §5.2: the client may not use this
 /// grant) and the token endpoint `unsupported_grant_type`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -884,6 +885,7 @@ async fn a_disabled_device_grant_is_refused_and_not_advertised() {
     let meta = discovery(&server).await;
     let grants = meta["grant_types_supported"].as_array().unwrap();
     assert!(!grants.iter().any(|g| g == GRANT), "{grants:?}");
+    assert!(meta.get("device_authorization_endpoint").is_none(), "the endpoint is still advertised: {meta}");
     let r = device_authorization(&server, Auth::Basic(RP, RP_SECRET), &[("scope", SCOPE)]).await;
     r.assert_error(400, "unauthorized_client");
     assert!(!r.has("device_code") && !r.has("user_code"), "{}", r.body);

@@ -64,7 +64,7 @@ pub(crate) fn router(core: CoreChannel, settings: &GatewaySettings, metrics: Met
 
 async fn discovery(State(state): State<AppState>) -> Result<Response, GatewayError> {
     let d = DiscoveryClient::new(state.core).get_discovery(pb::GetDiscoveryRequest {}).await?.into_inner();
-    let body = json!({
+    let mut body = json!({
         "issuer": d.issuer,
         "authorization_endpoint": d.authorization_endpoint,
         "token_endpoint": d.token_endpoint,
@@ -83,6 +83,12 @@ async fn discovery(State(state): State<AppState>) -> Result<Response, GatewayErr
         "claims_supported": d.claims_supported,
         "authorization_response_iss_parameter_supported": d.authorization_response_iss_parameter_supported,
     });
+    // Core leaves it empty when the device grant is not enabled: then it is not advertised.
+    if d.device_authorization_endpoint.is_empty()
+        && let Some(m) = body.as_object_mut()
+    {
+        m.remove("device_authorization_endpoint");
+    }
     Ok(Json(body).into_response())
 }
 

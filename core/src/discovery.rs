@@ -17,7 +17,7 @@ pub struct ProviderMetadata {
     pub jwks_uri: String,
     /// `userinfo_endpoint`.
     pub userinfo_endpoint: String,
-    /// `device_authorization_endpoint`.
+    /// `device_authorization_endpoint`; empty when the device grant is not enabled.
     pub device_authorization_endpoint: String,
     /// `introspection_endpoint`.
     pub introspection_endpoint: String,
@@ -47,6 +47,9 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The device authorization grant (RFC 8628).
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 impl ProviderMetadata {
     /// The metadata for a validated config, as Dex computes it (plus the revocation endpoint and
     /// RFC 9207's `iss` flag).
@@ -61,7 +64,13 @@ impl ProviderMetadata {
             token_endpoint: url("/token"),
             jwks_uri: url("/keys"),
             userinfo_endpoint: url("/userinfo"),
-            device_authorization_endpoint: url("/device/code"),
+            // Only when the device grant is enabled: an RP must not be sent to an endpoint
+            // that refuses every request (Dex lists it always).
+            device_authorization_endpoint: if config.oauth2.grant_types.iter().any(|g| g == DEVICE_GRANT) {
+                url("/device/code")
+            } else {
+                String::new()
+            },
             introspection_endpoint: url("/token/introspect"),
             revocation_endpoint: url("/token/revoke"),
             grant_types_supported: config.oauth2.grant_types.clone(),
