@@ -105,9 +105,12 @@ impl<D: Dialect> SqlStorage<D> {
         Self { write, read, group: None }
     }
 
-    /// With group commit of single-statement writes (SQLite). Needs a Tokio runtime.
+    /// With group commit of single-statement writes (SQLite). Outside a Tokio runtime (where
+    /// the writing task could not run) writes stay one commit each.
     fn with_group_commit(mut self) -> Self {
-        self.group = Some(group::Queue::start(self.write.clone()));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.group = Some(group::Queue::start(self.write.clone()));
+        }
         self
     }
 
