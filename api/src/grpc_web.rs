@@ -139,8 +139,7 @@ impl BrowserFlow {
         let Some(browser_secret) = cookies::read_cookie(&headers) else {
             return Err(Status::failed_precondition(NO_COOKIE));
         };
-        let ClientIp(client_ip) =
-            ClientIp::of_request(req.extensions(), &req.metadata().clone().into_headers());
+        let ClientIp(client_ip) = ClientIp::of_request(req.extensions(), &headers);
         Ok(Binding { browser_secret, client_ip })
     }
 }
