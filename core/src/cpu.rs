@@ -1,14 +1,20 @@
-//! CPU-heavy work (token signatures, about 0.3 ms each for RS256) runs off the async runtime's
-//! threads, on a small pool of threads of its own: one per CPU, fed from one queue.
+//! CPU-heavy work runs off the async runtime's threads, on two small pools of threads of their
+//! own, one thread per CPU each, each fed from one queue:
 //!
-//! Why: a runtime thread busy signing cannot run the tasks queued behind it. One of them may
-//! hold the only SQLite write connection and just have received its statement's answer; until
-//! it runs and gives the connection back, every grant that writes waits. Measured on the 2-core
-//! benchmark machine, signing on the runtime's threads held `refresh_token` grants to about a
-//! third of what the CPUs could sign (see BENCHMARKS.md). A fixed pool with a shared queue, rather
-//! than Tokio's blocking threads, keeps the thread count (and the memory of stacks and allocator
-//! arenas) at the number of CPUs, and a queued job starts the moment a thread is free, without
-//! waiting for its caller's task to be polled.
+//! - [`run`]: short jobs, token signatures (about 0.3 ms each for RS256);
+//! - [`run_slow`]: deliberately slow ones, bcrypt password checks (tens of milliseconds).
+//!
+//! Why off the runtime: a runtime thread busy signing cannot run the tasks queued behind it. One
+//! of them may hold the only SQLite write connection and just have received its statement's
+//! answer; until it runs and gives the connection back, every grant that writes waits. Measured
+//! on the 2-core benchmark machine, signing on the runtime's threads held `refresh_token` grants
+//! to about a third of what the CPUs could sign (see BENCHMARKS.md).
+//!
+//! Why fixed pools rather than Tokio's blocking threads: the thread count (and so the memory of
+//! stacks and allocator arenas) stays at the number of CPUs, and a queued job starts the moment
+//! a thread is free, without waiting for its caller's task to be polled. Under a flood of logins,
+//! Tokio's blocking pool would grow to hundreds of bcrypt threads that starve everything else of
+//! CPU; here logins queue behind each other while signatures, in their own pool, keep going.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Sender, channel};
@@ -20,63 +26,92 @@ pub struct Lost;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The queue of the pool, started on first use. `None` when no thread could be started.
-fn queue() -> Option<&'static Sender<Job>> {
-    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
-    QUEUE
-        .get_or_init(|| {
-            let (tx, rx) = channel::<Job>();
-            let rx = Arc::new(Mutex::new(rx));
-            let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-            let mut started = 0;
-            for i in 0..cpus {
-                let rx = rx.clone();
-                let spawned = std::thread::Builder::new().name(format!("oxidex-cpu-{i}")).spawn(move || {
-                    loop {
-                        // One thread waits on the queue, the others on the lock; a job is taken
-                        // by whichever thread is free first.
-                        let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                });
-                match spawned {
-                    Ok(_) => started += 1,
-                    Err(e) => tracing::error!(error = %e, "could not start a CPU worker thread"),
-                }
-            }
-            (started > 0).then_some(tx)
-        })
-        .as_ref()
+/// A pool: its threads start on first use. The queue is `None` when no thread could start.
+struct Pool {
+    name: &'static str,
+    queue: OnceLock<Option<Sender<Job>>>,
 }
 
-/// Runs `work` on the pool and waits (asynchronously) for its result. Jobs run in the order
-/// they were queued. A panic in `work` is resumed in the caller.
+static SHORT: Pool = Pool { name: "oxidex-cpu", queue: OnceLock::new() };
+static SLOW: Pool = Pool { name: "oxidex-slow", queue: OnceLock::new() };
+
+impl Pool {
+    fn queue(&self) -> Option<&Sender<Job>> {
+        self.queue
+            .get_or_init(|| {
+                let (tx, rx) = channel::<Job>();
+                let rx = Arc::new(Mutex::new(rx));
+                let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+                let mut started = 0;
+                for i in 0..cpus {
+                    let rx = rx.clone();
+                    let spawned =
+                        std::thread::Builder::new().name(format!("{}-{i}", self.name)).spawn(move || {
+                            loop {
+                                // One thread waits on the queue, the others on the lock; a job is
+                                // taken by whichever thread is free first.
+                                let job = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                                match job {
+                                    Ok(job) => job(),
+                                    Err(_) => return,
+                                }
+                            }
+                        });
+                    match spawned {
+                        Ok(_) => started += 1,
+                        Err(e) => {
+                            tracing::error!(pool = self.name, error = %e, "could not start a worker thread")
+                        }
+                    }
+                }
+                (started > 0).then_some(tx)
+            })
+            .as_ref()
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T, Lost>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let Some(queue) = self.queue() else {
+            return Ok(work());
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller may have gone away (a cancelled request): then nobody wants the result.
+            let _ = done.send(catch_unwind(AssertUnwindSafe(work)));
+        });
+        if let Err(unsent) = queue.send(job) {
+            // The threads are gone (never expected): run it here rather than fail.
+            (unsent.0)();
+        }
+        match result.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(Lost),
+        }
+    }
+}
+
+/// Runs a short CPU-heavy job (a signature) on its pool and waits (asynchronously) for its
+/// result. Jobs run in the order they were queued. A panic in `work` is resumed in the caller.
 pub async fn run<T, F>(work: F) -> Result<T, Lost>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let Some(queue) = queue() else {
-        return Ok(work());
-    };
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        // The caller may have gone away (a cancelled request): then nobody wants the result.
-        let _ = done.send(catch_unwind(AssertUnwindSafe(work)));
-    });
-    let sent = queue.send(job);
-    if let Err(unsent) = sent {
-        // The threads are gone (never expected): run it here rather than fail.
-        (unsent.0)();
-    }
-    match result.await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => Err(Lost),
-    }
+    SHORT.run(work).await
+}
+
+/// Runs a deliberately slow job (a bcrypt check) on its own pool, as [`run`] does; it never
+/// holds up the short jobs.
+pub async fn run_slow<T, F>(work: F) -> Result<T, Lost>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    SLOW.run(work).await
 }
 
 #[cfg(test)]
@@ -134,6 +169,40 @@ mod tests {
         }
         let most = most.load(Ordering::SeqCst);
         assert!((1..=cpus).contains(&most), "{most} jobs ran at once on {cpus} CPUs");
+    }
+
+    /// Slow jobs filling their pool do not hold up short ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_jobs_never_hold_up_short_ones() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        let release = Arc::new(AtomicBool::new(false));
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slow: Vec<_> = (0..cpus * 2)
+            .map(|_| {
+                let (release, finished, started) = (release.clone(), finished.clone(), started.clone());
+                tokio::spawn(run_slow(move || {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let start = Instant::now();
+                    while !release.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(10) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        // Every slow thread is busy (and more slow jobs wait); a short job still runs now, not
+        // after the slow ones.
+        while started.load(Ordering::SeqCst) < cpus {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        run(|| ()).await.unwrap();
+        assert_eq!(finished.load(Ordering::SeqCst), 0, "the short job waited for slow ones");
+        release.store(true, Ordering::SeqCst);
+        for job in slow {
+            job.await.unwrap().unwrap();
+        }
+        assert_eq!(finished.load(Ordering::SeqCst), cpus * 2);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -53,11 +53,11 @@ fn identity(p: Password) -> Identity {
     }
 }
 
-/// Runs bcrypt on a blocking thread: `Some(hash)` verifies against it, `None` runs the dummy
-/// verification and reports false.
+/// Runs bcrypt on the pool for slow work (`crate::cpu::run_slow`): `Some(hash)` verifies
+/// against it, `None` runs the dummy verification and reports false.
 async fn verify_blocking(password: &str, hash: Option<Vec<u8>>) -> Result<bool, ConnectorError> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || match hash {
+    crate::cpu::run_slow(move || match hash {
         Some(hash) => password::verify(&password, &hash),
         None => {
             password::dummy_verify(&password);
@@ -65,7 +65,7 @@ async fn verify_blocking(password: &str, hash: Option<Vec<u8>>) -> Result<bool, 
         }
     })
     .await
-    .map_err(|e| ConnectorError::Internal(format!("password verification task failed: {e}")))
+    .map_err(|_| ConnectorError::Internal("password verification was not run".into()))
 }
 
 #[async_trait]
