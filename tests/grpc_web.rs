@@ -427,24 +427,48 @@ async fn login_throttling_counts_each_client_address_apart() {
     let Step::PasswordForm(f) = step(&a) else { panic!("{a:?}") };
     assert_eq!((f.invalid, f.retry_after_seconds), (true, 0), "the other address is throttled too: {f:?}");
     // Nor is it on the HTML form route, which reads the address the same way.
-    let r = quiet
-        .http
-        .post(format!("{}/auth/local/login", server.issuer))
-        .header("cookie", &cookie)
-        .form(&[("req", request_id.as_str()), ("login", "fresh2@example.com"), ("password", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "a wrong password from a quiet address");
-    let r = noisy
-        .http
-        .post(format!("{}/auth/local/login", server.issuer))
-        .header("cookie", &cookie)
-        .form(&[("req", request_id.as_str()), ("login", "fresh3@example.com"), ("password", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429, "the noisy address is throttled on the form route too");
+    let status = form_login(&quiet.http, &server, &cookie, &request_id, "fresh2@example.com", "").await;
+    assert_eq!(status, 401, "a wrong password from a quiet address");
+    let status = form_login(&noisy.http, &server, &cookie, &request_id, "fresh3@example.com", "").await;
+    assert_eq!(status, 429, "the noisy address is throttled on the form route too");
+}
+
+/// A wrong password for `login` on the HTML form route, with `X-Forwarded-For: forwarded` when
+/// not empty; the answer's status.
+async fn form_login(
+    http: &reqwest::Client,
+    server: &Server,
+    cookie: &str,
+    request_id: &str,
+    login: &str,
+    forwarded: &str,
+) -> u16 {
+    let mut req = http.post(format!("{}/auth/local/login", server.issuer)).header("cookie", cookie).form(&[
+        ("req", request_id),
+        ("login", login),
+        ("password", "x"),
+    ]);
+    if !forwarded.is_empty() {
+        req = req.header("x-forwarded-for", forwarded);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// Calls `attempt(i)` (a wrong password, answering 401 or 429) until it answers 429, at most
+/// 40 times; whether it did.
+async fn fails_until_throttled<F, Fut>(mut attempt: F) -> bool
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    for i in 0..40 {
+        match attempt(i).await {
+            401 => {}
+            429 => return true,
+            other => panic!("a wrong password answered {other}"),
+        }
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,44 +544,25 @@ async fn behind_a_trusted_proxy_throttling_counts_the_forwarded_client() {
     let cookie = tab.cookie.clone().unwrap();
     let (proxy, direct) =
         (client_from(Some(IpAddr::from([127, 0, 0, 2]))), client_from(Some(IpAddr::from([127, 0, 0, 3]))));
-    let mut n = 0;
-    let mut attempt = |http: &reqwest::Client, forwarded: &str| {
-        n += 1;
-        let mut req =
-            http.post(format!("{}/auth/local/login", server.issuer)).header("cookie", &cookie).form(&[
-                ("req", request_id.as_str()),
-                ("login", &format!("u{n}@example.com")),
-                ("password", "x"),
-            ]);
-        if !forwarded.is_empty() {
-            req = req.header("x-forwarded-for", forwarded);
-        }
-        async move { req.send().await.unwrap().status().as_u16() }
+    let attempt = |http: &reqwest::Client, login: String, forwarded: String| {
+        let (http, server, cookie, request_id) = (http.clone(), &server, &cookie, &request_id);
+        async move { form_login(&http, server, cookie, request_id, &login, &forwarded).await }
     };
 
     // One client behind the proxy fails until it is throttled (new accounts each time, so only
     // the per-address limit applies). What it wrote itself into the header (left) is ignored.
-    let mut throttled = false;
-    for _ in 0..40 {
-        match attempt(&proxy, "6.6.6.6, 198.51.100.7").await {
-            401 => {}
-            429 => {
-                throttled = true;
-                break;
-            }
-            other => panic!("a wrong password answered {other}"),
-        }
-    }
+    let throttled = fails_until_throttled(|i| {
+        attempt(&proxy, format!("p{i}@example.com"), "6.6.6.6, 198.51.100.7".into())
+    })
+    .await;
     assert!(throttled, "repeated failures of one forwarded client were never throttled");
-    assert_eq!(attempt(&proxy, "198.51.100.7").await, 429, "the same client, header without its own part");
+    let status = attempt(&proxy, "again@example.com".into(), "198.51.100.7".into()).await;
+    assert_eq!(status, 429, "the same client, header without its own part");
     // Another client behind the same proxy is not held back by it.
-    assert_eq!(
-        attempt(&proxy, "198.51.100.8").await,
-        401,
-        "another client behind the proxy is throttled too"
-    );
+    let status = attempt(&proxy, "other@example.com".into(), "198.51.100.8".into()).await;
+    assert_eq!(status, 401, "another client behind the proxy is throttled too");
     // Nor is the proxy's own traffic without a header.
-    assert_eq!(attempt(&proxy, "").await, 401);
+    assert_eq!(attempt(&proxy, "own@example.com".into(), String::new()).await, 401);
     // The gRPC-web endpoint reads the address the same way.
     let through_proxy = Tab { http: proxy.clone(), cookie: Some(cookie.clone()) };
     let grpc_login = login(&request_id, "grpc@example.com", "x", "");
@@ -569,16 +574,8 @@ async fn behind_a_trusted_proxy_throttling_counts_the_forwarded_client() {
 
     // A client that is not a trusted proxy cannot pick its address with the header: its
     // failures count against its own address, whatever it forwards.
-    let mut throttled = false;
-    for i in 0..40 {
-        match attempt(&direct, &format!("203.0.113.{i}")).await {
-            401 => {}
-            429 => {
-                throttled = true;
-                break;
-            }
-            other => panic!("a wrong password answered {other}"),
-        }
-    }
+    let throttled =
+        fails_until_throttled(|i| attempt(&direct, format!("d{i}@example.com"), format!("203.0.113.{i}")))
+            .await;
     assert!(throttled, "forging X-Forwarded-For dodged the throttling");
 }

@@ -57,9 +57,13 @@ impl FromRequestParts<FlowState> for Lang {
 }
 
 fn page_locale(headers: &HeaderMap, state: &FlowState) -> Locale {
+    locale_of(headers, &state.pages)
+}
+
+fn locale_of(headers: &HeaderMap, pages: &PageEnv) -> Locale {
     let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let chosen = locale_cookie(headers).unwrap_or_default();
-    Locale::negotiate(&chosen, accept, state.pages.default_locale)
+    Locale::negotiate(&chosen, accept, pages.default_locale)
 }
 
 fn locale_cookie(headers: &HeaderMap) -> Option<String> {
@@ -112,10 +116,7 @@ async fn themed_failures(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let locale = {
-        let accept = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        Locale::negotiate(&locale_cookie(req.headers()).unwrap_or_default(), accept, pages.default_locale)
-    };
+    let locale = locale_of(req.headers(), &pages);
     let response = next.run(req).await;
     let Some(failure) = response.extensions().get::<pages::Failure>().cloned() else {
         return response;
