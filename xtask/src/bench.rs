@@ -23,6 +23,8 @@ use oxidex_core::storage::SigningAlg;
 use oxidex_core::token::keys::{self, Signer};
 use serde_json::Value;
 
+mod rotation;
+
 /// Set by the debug `xtask` for the release one it starts: the binaries are built already.
 const RELEASE_ENV: &str = "OXIDEX_BENCH_RELEASE";
 const CLIENT_ID: &str = "bench";
@@ -37,7 +39,7 @@ const MAX_CONSECUTIVE_ERRORS: u32 = 50;
 const USAGE: &str = "usage: cargo xtask bench [--write] [--quick] [--duration SECS] [--warmup SECS]
                         [--sign-seconds SECS] [--concurrency 1,8,32] [--storage sqlite,postgres]
                         [--alg RS256|ES256] [--oxidex PATH] [--sqlite-dir DIR]
-                        [--scenario refresh_token,client_credentials,discovery,keys]
+                        [--scenario refresh_token,client_credentials,discovery,keys,rotation]
 
   --write          record the run in BENCHMARKS.md (default: print only)
   --quick          short run to check the harness (1 s warm-up, 3 s runs, concurrency 1,8)
@@ -47,9 +49,12 @@ const USAGE: &str = "usage: cargo xtask bench [--write] [--quick] [--duration SE
   --concurrency    load workers, each with its own keep-alive connection (default 1,8,32)
   --storage        backends to run (default sqlite,postgres; Postgres is skipped when absent)
   --alg            the server's signing algorithm (default RS256, Dex's default)
+  --no-rotation    run the server with expiry.refreshTokens.disableRotation, to see what the
+                   rotation's durable write costs (a refresh then only reads storage)
   --oxidex         use this oxidex binary instead of building the release one
   --scenario       what to run (default: all; discovery and keys are baselines, run on the
-                   first backend at the highest concurrency only)
+                   first backend at the highest concurrency only; rotation is the storage work
+                   of a refresh rotation alone, in this process, at the highest concurrency)
   --sqlite-dir     put the SQLite database (and the server's temp dir) under DIR, e.g. to
                    compare disks (default: the system temp dir)
 
@@ -189,6 +194,8 @@ struct Options {
     /// Whether `--storage` was given (then an absent Postgres is an error, not a skip).
     storage_explicit: bool,
     alg: SigningAlg,
+    /// Whether the server rotates refresh tokens (Dex's default, and the goal's setting).
+    rotation: bool,
     oxidex: Option<PathBuf>,
     /// Where the SQLite file's temp dir goes (default: the system temp dir).
     sqlite_dir: Option<PathBuf>,
@@ -208,9 +215,16 @@ impl Options {
             storages: vec![StorageKind::Sqlite, StorageKind::Postgres],
             storage_explicit: false,
             alg: SigningAlg::RS256,
+            rotation: true,
             oxidex: None,
             sqlite_dir: None,
-            scenarios: vec![Kind::Refresh, Kind::ClientCredentials, Kind::Discovery, Kind::Keys],
+            scenarios: vec![
+                Kind::Refresh,
+                Kind::ClientCredentials,
+                Kind::Discovery,
+                Kind::Keys,
+                Kind::Rotation,
+            ],
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -245,6 +259,7 @@ impl Options {
                         })
                         .collect::<Result<_>>()?;
                 }
+                "--no-rotation" => o.rotation = false,
                 "--alg" => {
                     o.alg = match value()?.to_ascii_uppercase().as_str() {
                         "RS256" => SigningAlg::RS256,
@@ -263,8 +278,9 @@ impl Options {
                             "client_credentials" | "cc" => Ok(Kind::ClientCredentials),
                             "discovery" => Ok(Kind::Discovery),
                             "keys" => Ok(Kind::Keys),
+                            "rotation" => Ok(Kind::Rotation),
                             other => bail!(
-                                "unknown scenario {other:?}; use refresh_token, client_credentials, discovery, keys"
+                                "unknown scenario {other:?}; use refresh_token, client_credentials, discovery, keys, rotation"
                             ),
                         })
                         .collect::<Result<_>>()?;
@@ -423,7 +439,7 @@ fn free_port() -> Result<u16> {
 }
 
 impl Server {
-    async fn start(bin: &Path, dir: TempDir, storage_yaml: &str, alg: SigningAlg) -> Result<Server> {
+    async fn start(bin: &Path, dir: TempDir, storage_yaml: &str, opts: &Options) -> Result<Server> {
         let (web, grpc, telemetry) = (free_port()?, free_port()?, free_port()?);
         let issuer = format!("http://127.0.0.1:{web}/dex");
         let config = format!(
@@ -433,11 +449,13 @@ impl Server {
              grpc:\n  addr: 127.0.0.1:{grpc}\n\
              telemetry:\n  http: 127.0.0.1:{telemetry}\n\
              logger:\n  level: warn\n\
+             expiry:\n  refreshTokens:\n    disableRotation: {no_rotation}\n\
              signer:\n  type: local\n  config:\n    algorithm: {alg}\n\
              oauth2:\n  skipApprovalScreen: true\n  grantTypes: [authorization_code, refresh_token, client_credentials]\n\
              connectors:\n- type: mockCallback\n  id: mock\n  name: Mock\n\
              staticClients:\n- id: {CLIENT_ID}\n  name: Bench\n  secret: {CLIENT_SECRET}\n  redirectURIs: ['{REDIRECT_URI}']\n",
-            alg = alg.as_str(),
+            alg = opts.alg.as_str(),
+            no_rotation = !opts.rotation,
         );
         let config_path = dir.0.join("config.yaml");
         std::fs::write(&config_path, config)?;
@@ -573,6 +591,15 @@ fn postgres_target(name: &str) -> Result<(sqlx::postgres::PgConnectOptions, Stri
     }
     yaml.push_str("    ssl:\n      mode: disable");
     Ok((admin, yaml, format!("{host}:{port}")))
+}
+
+/// The libpq URL of database `name` on the test server.
+fn postgres_url(name: &str) -> Result<String> {
+    let raw = std::env::var("OXIDEX_TEST_POSTGRES_URL").unwrap_or_else(|_| super::LOCAL_POSTGRES.to_owned());
+    let mut url = url::Url::parse(&raw).context("OXIDEX_TEST_POSTGRES_URL is not a URL")?;
+    url.set_path(name);
+    url.set_query(Some("sslmode=disable"));
+    Ok(url.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -787,6 +814,8 @@ enum Kind {
     ClientCredentials,
     Discovery,
     Keys,
+    /// Not over HTTP: the storage work of a refresh rotation, in this process.
+    Rotation,
 }
 
 impl Kind {
@@ -796,7 +825,11 @@ impl Kind {
             Self::ClientCredentials => "client_credentials",
             Self::Discovery => "discovery (baseline)",
             Self::Keys => "/keys (baseline)",
+            Self::Rotation => "rotation (storage alone)",
         }
+    }
+    fn is_http(self) -> bool {
+        self != Self::Rotation
     }
     fn is_grant(self) -> bool {
         matches!(self, Self::Refresh | Self::ClientCredentials)
@@ -822,6 +855,7 @@ async fn request(
             .form(&[("grant_type", "client_credentials"), ("scope", "openid")]),
         Kind::Discovery => http.get(&t.discovery),
         Kind::Keys => http.get(&t.keys),
+        Kind::Rotation => return Err("the rotation scenario makes no HTTP request".into()),
     };
     let resp = req.send().await.map_err(|e| format!("transport error: {e}"))?;
     let status = resp.status();
@@ -1035,14 +1069,22 @@ struct StorageReport {
     failure: Option<String>,
     /// Why it was skipped (Postgres absent).
     skipped: Option<String>,
+    /// The storage work of a refresh rotation alone (or why it could not be measured).
+    rotation: Option<Result<rotation::Rotation, String>>,
 }
 
 async fn run_http(opts: &Options, bin: &Path, signing: &Signing) -> Result<Vec<StorageReport>> {
     let mut reports = Vec::new();
     for (i, &storage) in opts.storages.iter().enumerate() {
         eprintln!("{}: starting oxidex", storage.label());
-        let mut report =
-            StorageReport { storage, idle_rss_kib: None, rows: Vec::new(), failure: None, skipped: None };
+        let mut report = StorageReport {
+            storage,
+            idle_rss_kib: None,
+            rows: Vec::new(),
+            failure: None,
+            skipped: None,
+            rotation: None,
+        };
         match run_storage(opts, bin, signing, storage, i == 0, &mut report).await {
             Ok(()) => {}
             Err(e) if report.skipped.is_some() => eprintln!("{}: skipped: {e:#}", storage.label()),
@@ -1066,10 +1108,11 @@ async fn run_storage(
 ) -> Result<()> {
     // Declared before the server so that it is dropped after the server is killed.
     let mut _database = None;
+    let pg_name = format!("oxidex_bench_{}", std::process::id());
     let storage_yaml = match storage {
         StorageKind::Sqlite => None,
         StorageKind::Postgres => {
-            let name = format!("oxidex_bench_{}", std::process::id());
+            let name = pg_name.clone();
             let (admin, yaml, addr) = postgres_target(&name)?;
             if !super::reachable(&addr) && !opts.storage_explicit {
                 report.skipped = Some(format!("no Postgres answers on {addr}"));
@@ -1083,7 +1126,7 @@ async fn run_storage(
     let storage_yaml = storage_yaml.unwrap_or_else(|| {
         format!("  type: sqlite3\n  config:\n    file: {}", dir.0.join("oxidex.db").display())
     });
-    let mut server = Server::start(bin, dir, &storage_yaml, opts.alg).await?;
+    let mut server = Server::start(bin, dir, &storage_yaml, opts).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     report.idle_rss_kib = proc_status_kib(server.pid(), "VmRSS");
     let t = Arc::new(Target::new(&server.issuer));
@@ -1099,7 +1142,7 @@ async fn run_storage(
         chains.push(refresh_token_of(&v).unwrap_or_default());
     }
 
-    let kinds = opts.scenarios.iter().copied().filter(|k| k.is_grant() || baselines);
+    let kinds = opts.scenarios.iter().copied().filter(|k| k.is_http() && (k.is_grant() || baselines));
     for kind in kinds {
         // A probe request: is the grant available, and how many signatures does it cost?
         let probe_http = http_client()?;
@@ -1144,7 +1187,44 @@ async fn run_storage(
             report.rows.push(Row { kind, concurrency, outcome: Outcome::Measured(Box::new(m)) });
         }
     }
+    if opts.scenarios.contains(&Kind::Rotation) {
+        let workers = opts.max_concurrency();
+        eprintln!("{}: the storage work of a refresh rotation alone, x{workers}", storage.label());
+        let measured = storage_rotation(opts, storage, &pg_name, workers).await;
+        match &measured {
+            Ok(r) => eprintln!(
+                "{}: {:.0} rotations/s, {} ms of this process's CPU and {} ms of the machine's each",
+                storage.label(),
+                r.per_second,
+                opt_f(r.process_ms(), 3),
+                opt_f(r.machine_ms(), 3)
+            ),
+            Err(e) => eprintln!("{}: the rotation measurement failed: {e:#}", storage.label()),
+        }
+        report.rotation = Some(measured.map_err(|e| format!("{e:#}")));
+    }
     Ok(())
+}
+
+/// Opens `storage` in this process as the server does (the Postgres database of this run, or a
+/// SQLite file of its own) and measures refresh rotations on it.
+async fn storage_rotation(
+    opts: &Options,
+    storage: StorageKind,
+    pg_name: &str,
+    workers: usize,
+) -> Result<rotation::Rotation> {
+    use oxidex_core::storage::DurableStorage;
+    use oxidex_core::storage::sql::{PostgresStorage, SqliteStorage};
+    let dir = TempDir::new(opts.sqlite_dir.as_deref(), "sqlite-rotation")?;
+    let durable: Arc<dyn DurableStorage> = match storage {
+        StorageKind::Sqlite => {
+            let file = dir.0.join("rotation.db");
+            Arc::new(SqliteStorage::open(&file.to_string_lossy()).await?)
+        }
+        StorageKind::Postgres => Arc::new(PostgresStorage::connect_url(&postgres_url(pg_name)?).await?),
+    };
+    rotation::measure(durable, workers, opts.warmup, opts.duration).await
 }
 
 fn ms(d: Duration) -> f64 {
@@ -1234,7 +1314,13 @@ impl Report {
         let o = &m.opts;
         let alg = o.alg.as_str();
         let mut s = String::new();
-        let _ = writeln!(s, "### {}: {alg} keys{}\n", m.date, if o.quick { " (quick run)" } else { "" });
+        let _ = writeln!(
+            s,
+            "### {}: {alg} keys{}{}\n",
+            m.date,
+            if o.rotation { "" } else { ", refresh rotation disabled" },
+            if o.quick { " (quick run)" } else { "" }
+        );
         let _ =
             writeln!(s, "- Machine: {} CPUs ({}), {}; oxidex {}.", m.cpus, m.cpu_model, m.rustc, m.commit);
         let _ = writeln!(
@@ -1366,6 +1452,7 @@ impl Report {
                 thousands(two)
             );
         }
+        self.rotation_table(&mut s, &mut notes);
         for n in &notes {
             // Continuation lines are indented to stay inside the list item.
             let _ = writeln!(s, "\n- {}", n.replace('\n', "\n  "));
@@ -1375,6 +1462,105 @@ impl Report {
             let _ = writeln!(s, "- {line}");
         }
         s
+    }
+
+    /// The storage work of a refresh rotation alone, per backend.
+    fn rotation_table(&self, s: &mut String, notes: &mut Vec<String>) {
+        let measured: Vec<_> =
+            self.storages.iter().filter_map(|st| st.rotation.as_ref().map(|r| (st.storage, r))).collect();
+        if measured.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\nThe storage work of one refresh rotation alone (`get_refresh`, then the compare-and-swap \
+             `update_refresh_seen` that stores the rotation durably), in the load generator's process with \
+             the server idle: no HTTP, no gRPC, no signing.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| storage | workers | rotations/s | CPU cores: process / all | CPU per rotation: process / all |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for (storage, r) in measured {
+            match r {
+                Ok(r) => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} / {} | {} / {} ms |",
+                        storage.label(),
+                        r.workers,
+                        thousands(r.per_second),
+                        opt_f(r.process_cpu, 2),
+                        opt_f(r.machine_cpu, 2),
+                        opt_f(r.process_ms(), 3),
+                        opt_f(r.machine_ms(), 3)
+                    );
+                }
+                Err(why) => {
+                    let _ = writeln!(s, "| {} | | **failed** | | |", storage.label());
+                    notes.push(format!("{} rotation alone failed: {why}", storage.label()));
+                }
+            }
+        }
+    }
+
+    /// Where a refresh grant's CPU goes against what 70% of the ceiling allows, per backend: the
+    /// whole machine's CPU per grant, since the load generator and Postgres share the cores.
+    fn refresh_budget(&self) -> Vec<String> {
+        let alg = self.meta.opts.alg;
+        let (Some(two), cpus) = (self.signing.two_threads(alg), self.meta.cpus as f64) else {
+            return Vec::new();
+        };
+        let best = |storage: StorageKind, kind: Kind| {
+            self.rows()
+                .filter(|(s, row, m)| *s == storage && row.kind == kind && m.signatures > 0)
+                .max_by(|a, b| a.2.per_second.total_cmp(&b.2.per_second))
+                .map(|(_, _, m)| m)
+        };
+        let mut lines = Vec::new();
+        for st in &self.storages {
+            let Some(refresh) = best(st.storage, Kind::Refresh) else { continue };
+            // Machine CPU (ms) per grant for signing alone, at the two-thread rate; 70% of the
+            // ceiling leaves everything else 1/0.7 - 1 of it.
+            let signing = 1000.0 * cpus * refresh.signatures as f64 / two;
+            let allowed = allowance(signing);
+            let used = |m: &Measured| {
+                m.machine_cpu.filter(|_| m.per_second > 0.0).map(|c| 1000.0 * c.0 / m.per_second - signing)
+            };
+            let cc = best(st.storage, Kind::ClientCredentials).filter(|m| m.signatures == refresh.signatures);
+            let rotation = st.rotation.as_ref().and_then(|r| r.as_ref().ok()).and_then(|r| r.machine_ms());
+            let mut line = format!(
+                "{} refresh_token, where the CPU goes: at 70% of the ceiling, a grant may cost the machine \
+                 {:.3} ms of CPU besides its signatures ({:.3} ms at the two-thread rate); it cost {} ms",
+                st.storage.label(),
+                allowed,
+                signing,
+                opt_f(used(refresh), 3),
+            );
+            let cc = cc.and_then(used);
+            if let Some(cc) = cc {
+                let _ = write!(
+                    line,
+                    ", client_credentials {cc:.3} ms (HTTP, gRPC, claims, JSON, load generator)"
+                );
+            }
+            if let Some(r) = rotation {
+                let _ = write!(line, ", and the storage work of one rotation alone {r:.3} ms");
+            }
+            // With the machine saturated, the share of the ceiling is the signing cost over the
+            // whole cost: a refresh can do no less than client_credentials plus one rotation.
+            if let (Some(cc), Some(r)) = (cc, rotation) {
+                let _ = write!(
+                    line,
+                    "; a refresh costing only those two together would reach {:.0}% of the ceiling",
+                    100.0 * share_of_ceiling(signing, cc + r)
+                );
+            }
+            line.push('.');
+            lines.push(line);
+        }
+        lines
     }
 
     fn rows(&self) -> impl Iterator<Item = (StorageKind, &Row, &Measured)> {
@@ -1414,9 +1600,15 @@ impl Report {
                     continue;
                 };
                 let ratio = m.per_second / ceiling;
+                let verdict = if kind == Kind::Refresh && !self.meta.opts.rotation {
+                    "not judged: rotation was disabled, the goal is with rotation on"
+                } else if ratio >= 0.7 {
+                    "met"
+                } else {
+                    "missed"
+                };
                 lines.push(format!(
-                    "{name} >= 70% of the ceiling: **{}** ({} of {} grants/s = {:.0}%, best at concurrency {}{}).",
-                    if ratio >= 0.7 { "met" } else { "missed" },
+                    "{name} >= 70% of the ceiling: **{verdict}** ({} of {} grants/s = {:.0}%, best at concurrency {}{}).",
                     thousands(m.per_second),
                     thousands(ceiling),
                     100.0 * ratio,
@@ -1425,6 +1617,7 @@ impl Report {
                 ));
             }
         }
+        lines.extend(self.refresh_budget());
         let peak = self.rows().filter_map(|(_, _, m)| m.peak_rss_kib).max();
         if let Some(peak) = peak {
             lines.push(format!(
@@ -1443,6 +1636,18 @@ impl Report {
         });
         lines
     }
+}
+
+/// Machine CPU (ms) a grant may spend besides its signatures (`signing` ms) at 70% of the
+/// ceiling: at that rate a saturated machine spends `signing / 0.7` ms per grant.
+fn allowance(signing: f64) -> f64 {
+    signing / 0.7 - signing
+}
+
+/// The share of the ceiling a saturated machine reaches when each grant costs `signing` ms of
+/// CPU for its signatures and `other` ms for everything else.
+fn share_of_ceiling(signing: f64, other: f64) -> f64 {
+    signing / (signing + other)
 }
 
 const BENCHMARKS_HEADER: &str = "# Benchmarks
@@ -1552,6 +1757,16 @@ mod tests {
     }
 
     #[test]
+    fn budget_arithmetic() {
+        // 0.6 ms of signing: 70% leaves 0.257 ms for the rest, and spending exactly that reaches 70%.
+        let allowed = allowance(0.6);
+        assert!((allowed - 0.2571).abs() < 1e-3, "{allowed}");
+        assert!((share_of_ceiling(0.6, allowed) - 0.7).abs() < 1e-9);
+        assert!((share_of_ceiling(0.6, 0.0) - 1.0).abs() < 1e-9);
+        assert!(share_of_ceiling(0.6, 0.4) < 0.7);
+    }
+
+    #[test]
     fn options_parse_and_reject() {
         let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
         let o = Options::parse(&args("--quick --duration 5 --concurrency 2,4 --storage sqlite --alg es256"))
@@ -1560,6 +1775,8 @@ mod tests {
         assert_eq!(o.concurrency, vec![2, 4]);
         assert_eq!(o.storages, vec![StorageKind::Sqlite]);
         assert_eq!(o.alg, SigningAlg::ES256);
+        assert!(o.rotation, "refresh rotation is on unless asked otherwise");
+        assert!(!Options::parse(&args("--no-rotation")).unwrap().rotation);
         assert!(Options::parse(&args("--concurrency 0")).is_err());
         assert!(Options::parse(&args("--storage mysql")).is_err());
         assert!(Options::parse(&args("--duration")).is_err());
