@@ -574,26 +574,64 @@ mod tests {
         s.close().await;
     }
 
-    #[tokio::test]
-    async fn postgres_records_take_the_one_statement_path() {
+    /// Runs `test` on a Postgres database of its own (dropped afterwards, also when the test
+    /// panics); `test` gets the storage, the database name and the server's admin URL. Skips
+    /// without a server.
+    async fn on_postgres<F, Fut>(test: F)
+    where
+        F: FnOnce(PostgresStorage, String, String) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let Ok(url) = std::env::var("OXIDEX_TEST_POSTGRES_URL") else {
             println!("skipped: OXIDEX_TEST_POSTGRES_URL is not set, so there is no Postgres server");
             return;
         };
-        let name = format!("oxidex_swap_{:016x}", rand::random::<u64>());
+        let name = format!("oxidex_sql_{:016x}", rand::random::<u64>());
         let mut admin = PgConnection::connect(&url).await.unwrap();
         admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
         let mut db_url = url::Url::parse(&url).unwrap();
         db_url.set_path(&name);
         let s = PostgresStorage::connect_url(db_url.as_str()).await.unwrap();
-        let outcome = tokio::spawn(async move {
-            every_record_takes_the_one_statement_path(&s).await;
-            s.close().await;
-        })
-        .await;
+        let outcome = tokio::spawn(test(s, name.clone(), url)).await;
         admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
         if let Err(e) = outcome {
             std::panic::resume_unwind(e.into_panic());
         }
+    }
+
+    #[tokio::test]
+    async fn postgres_records_take_the_one_statement_path() {
+        on_postgres(|s, _, _| async move {
+            every_record_takes_the_one_statement_path(&s).await;
+            s.close().await;
+        })
+        .await;
+    }
+
+    /// The pool does not ping before every statement, but a connection that sat idle while the
+    /// server dropped it (a Postgres restart) is found out before it is used: the next call
+    /// succeeds on a new connection instead of failing.
+    #[tokio::test]
+    async fn postgres_replaces_connections_dropped_while_idle() {
+        on_postgres(|s, name, admin_url| async move {
+            s.create_client(fixture::client("app")).await.unwrap();
+            let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+            let dropped: Vec<(bool,)> = sqlx::query_as(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            assert!(!dropped.is_empty(), "the pool held no connection to drop");
+            tokio::time::sleep(postgres::PING_AFTER_IDLE + std::time::Duration::from_millis(200)).await;
+            for _ in 0..3 {
+                let client = s.get_client("app").await.expect("a dropped idle connection was handed out");
+                assert_eq!(client.id, "app");
+            }
+            s.close().await;
+        })
+        .await;
     }
 }

@@ -16,6 +16,25 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// Pool size when `maxOpenConns` is 0.
 const DEFAULT_MAX_OPEN_CONNS: u32 = 5;
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+pub(super) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A pool of at most `max` connections that pings a connection before handing it out only when
+/// it sat idle for [`PING_AFTER_IDLE`] (long enough for the server to have restarted meanwhile),
+/// not before every statement. sqlx's default pings on every acquire; with its ping on every
+/// release that made each statement three round trips to Postgres. A connection in steady use
+/// was just pinged when it was released, so the acquire ping found nothing new.
+fn pool(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(max).test_before_acquire(false).before_acquire(|conn, meta| {
+        Box::pin(async move {
+            if meta.idle_for >= PING_AFTER_IDLE {
+                sqlx::Connection::ping(conn).await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
 impl PostgresStorage {
     /// Connects to the configured server and brings the schema up to date. Replicas may call this
     /// at the same time: migrations run under a Postgres advisory lock.
@@ -27,7 +46,7 @@ impl PostgresStorage {
     /// default pool, then brings the schema up to date. Meant for tests and tools.
     pub async fn connect_url(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(db_error)?;
-        Self::connect(PgPoolOptions::new().max_connections(DEFAULT_MAX_OPEN_CONNS), options).await
+        Self::connect(pool(DEFAULT_MAX_OPEN_CONNS), options).await
     }
 
     async fn connect(pool: PgPoolOptions, options: PgConnectOptions) -> Result<Self> {
@@ -46,7 +65,7 @@ impl PostgresStorage {
 /// is ignored: idle connections are closed after sqlx's idle timeout (10 minutes) instead.
 fn pool_options(cfg: &PostgresConfig) -> PgPoolOptions {
     let max_open = if cfg.max_open_conns == 0 { DEFAULT_MAX_OPEN_CONNS } else { cfg.max_open_conns };
-    let mut pool = PgPoolOptions::new().max_connections(max_open);
+    let mut pool = pool(max_open);
     if cfg.connection_timeout_secs > 0 {
         pool = pool.acquire_timeout(Duration::from_secs(cfg.connection_timeout_secs));
     }

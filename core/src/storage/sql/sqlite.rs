@@ -39,7 +39,11 @@ impl SqliteStorage {
         // A single writer connection: SQLite admits one writer at a time, so writers queue in the
         // pool instead of spinning on SQLITE_BUSY. An in-memory database lives only as long as a
         // connection to it, so that connection is kept forever and also serves reads.
-        let mut writer = SqlitePoolOptions::new().max_connections(1);
+        //
+        // No ping before handing a connection out: a SQLite connection is a thread of this
+        // process, not a socket that can break, and the ping is a round trip to that thread on
+        // every statement (sqlx still pings once when a connection goes back to the pool).
+        let mut writer = SqlitePoolOptions::new().max_connections(1).test_before_acquire(false);
         if in_memory {
             writer = writer.min_connections(1).idle_timeout(None).max_lifetime(None);
         }
@@ -51,7 +55,7 @@ impl SqliteStorage {
         let read = if in_memory {
             write.clone()
         } else {
-            let readers = SqlitePoolOptions::new().max_connections(READERS);
+            let readers = SqlitePoolOptions::new().max_connections(READERS).test_before_acquire(false);
             match readers.connect_with(options).await {
                 Ok(read) => read,
                 Err(e) => {
