@@ -1684,6 +1684,19 @@ machine and on what else runs on it: take final figures on an idle machine (load
    running); **iowait** is cores idle waiting for I/O (fsync); **server CPU/req** is server CPU
    time per answer; **peak RSS** is the server's VmHWM, reset before each row through
    `/proc/PID/clear_refs`.
+4. **The storage work of a refresh rotation alone** (`xtask/src/bench/rotation.rs`, scenario
+   `rotation`): in the load generator's process, with the server idle, on the run's own backend
+   and through the same `oxidex_core` storage code and pool settings as the server, each worker
+   rotates its own token in a loop (`get_refresh`, then the compare-and-swap
+   `update_refresh_seen` that stores the rotation durably): no HTTP, no gRPC, no signing. **CPU
+   per rotation** is this process's CPU and the whole machine's (with Postgres) per rotation.
+5. **Where a refresh grant's CPU goes** (under the goals): at 70% of the ceiling a saturated
+   machine may spend `signing / 0.7` ms of CPU per grant, so everything besides the signatures
+   (HTTP, gRPC, storage, the database, the load generator) may cost `signing / 0.7 - signing`.
+   The line sets that against what `refresh_token` and `client_credentials` spent and what a
+   rotation's storage work costs alone, and gives the share a refresh costing only
+   client_credentials' work plus one rotation would reach. `--no-rotation` runs the server with
+   `expiry.refreshTokens.disableRotation` to show what the rotation's durable write costs.
 
 ## How to read this
 
