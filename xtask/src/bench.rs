@@ -89,7 +89,10 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     eprintln!("measuring the raw signing rate ({} s per figure)", opts.sign_time.as_secs_f64());
-    let signing = measure_signing(opts.sign_time)?;
+    let mut signing = Signing {
+        start: measure_signing(opts.sign_time, &[SigningAlg::RS256, SigningAlg::ES256])?,
+        end: None,
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,6 +107,8 @@ pub fn run(args: &[String]) -> Result<()> {
     })?;
     // The runtime goes before the report is written: no server or database outlives this point.
     drop(rt);
+    eprintln!("measuring the {} signing rate again", opts.alg.as_str());
+    signing.end = measure_signing(opts.sign_time, &[opts.alg])?.pop();
 
     let mut meta = meta;
     meta.load_end = load_average();
@@ -320,21 +325,39 @@ struct SignRate {
     two_threads: f64,
 }
 
+/// Signing rates measured at the start of the run, and the server's algorithm again at the end:
+/// the machine's speed drifts, so ceilings use the mean of the two.
 #[derive(Debug)]
-struct Signing(Vec<SignRate>);
+struct Signing {
+    start: Vec<SignRate>,
+    end: Option<SignRate>,
+}
 
 impl Signing {
+    fn rate(&self, alg: SigningAlg, pick: fn(&SignRate) -> f64) -> Option<f64> {
+        let start = self.start.iter().find(|r| r.alg == alg).map(pick)?;
+        Some(match self.end.as_ref().filter(|r| r.alg == alg) {
+            Some(end) => (start + pick(end)) / 2.0,
+            None => start,
+        })
+    }
     fn two_threads(&self, alg: SigningAlg) -> Option<f64> {
-        self.0.iter().find(|r| r.alg == alg).map(|r| r.two_threads)
+        self.rate(alg, |r| r.two_threads)
     }
     fn one_thread(&self, alg: SigningAlg) -> Option<f64> {
-        self.0.iter().find(|r| r.alg == alg).map(|r| r.one_thread)
+        self.rate(alg, |r| r.one_thread)
+    }
+    /// The two-thread rate at the end over the one at the start, minus one.
+    fn drift(&self) -> Option<(SignRate, SignRate, f64)> {
+        let end = self.end?;
+        let start = *self.start.iter().find(|r| r.alg == end.alg)?;
+        Some((start, end, end.two_threads / start.two_threads - 1.0))
     }
 }
 
-fn measure_signing(time: Duration) -> Result<Signing> {
+fn measure_signing(time: Duration, algs: &[SigningAlg]) -> Result<Vec<SignRate>> {
     let mut rates = Vec::new();
-    for alg in [SigningAlg::RS256, SigningAlg::ES256] {
+    for &alg in algs {
         let key = keys::generate(alg).with_context(|| format!("generating a {} key", alg.as_str()))?;
         let signer = Signer::new(&key)?;
         let one_thread = sign_rate(&signer, 1, time)?;
@@ -347,7 +370,7 @@ fn measure_signing(time: Duration) -> Result<Signing> {
         );
         rates.push(SignRate { alg, one_thread, two_threads });
     }
-    Ok(Signing(rates))
+    Ok(rates)
 }
 
 /// Claims shaped like an ID token of the refresh grant (the signature cost barely depends on the
@@ -1345,7 +1368,7 @@ impl Report {
 
         let _ = writeln!(s, "Raw signing rate (Oxidex's signer, one parsed key, ID-token-sized claims):\n");
         let _ = writeln!(s, "| alg | 1 thread | 2 threads |\n|---|---:|---:|");
-        for r in &self.signing.0 {
+        for r in &self.signing.start {
             let _ = writeln!(
                 s,
                 "| {} | {} sig/s | {} sig/s |",
@@ -1450,6 +1473,21 @@ impl Report {
                 1000.0 / one,
                 thousands(one),
                 thousands(two)
+            );
+        }
+        if let Some((start, end, drift)) = self.signing.drift() {
+            let _ = writeln!(
+                s,
+                "The {alg} rate was measured at the start and again at the end of the run: {} and {} sig/s on 2 \
+                 threads ({:+.0}%); the figures above use their mean{}.",
+                thousands(start.two_threads),
+                thousands(end.two_threads),
+                100.0 * drift,
+                if drift.abs() > 0.1 {
+                    ". The machine's speed changed during the run: read the shares of the ceiling as rough"
+                } else {
+                    ""
+                }
             );
         }
         self.rotation_table(&mut s, &mut notes);
@@ -1663,7 +1701,8 @@ machine and on what else runs on it: take final figures on an idle machine (load
 1. **Raw signing rate**: Oxidex's own signer (`core/src/token/keys.rs`: one key parsed once,
    claims serialised and base64-encoded, as the server does per token), RS256 (RSA-2048) and
    ES256 (P-256), on one thread and on two threads sharing the key (the server runs two tokio
-   workers on two cores).
+   workers on two cores), at the start of the run; the server's algorithm is measured again at
+   the end, and ceilings use the mean of the two (the run prints the drift).
 2. **Grants through HTTP** against a release `oxidex serve` with a generated config
    (`logger.level: warn`, a static confidential client, the `mockCallback` connector,
    `skipApprovalScreen`), once on SQLite (a file in a temp dir) and once on Postgres (a database
@@ -1767,6 +1806,23 @@ mod tests {
             "expires_in": 86399,
         });
         assert_eq!(count_jwts(&v), 2);
+    }
+
+    #[test]
+    fn ceilings_use_the_mean_of_the_start_and_end_signing_rates() {
+        let rate = |alg, one_thread, two_threads| SignRate { alg, one_thread, two_threads };
+        let mut signing = Signing {
+            start: vec![rate(SigningAlg::RS256, 4000.0, 8000.0), rate(SigningAlg::ES256, 50000.0, 100000.0)],
+            end: None,
+        };
+        assert_eq!(signing.two_threads(SigningAlg::RS256), Some(8000.0));
+        assert!(signing.drift().is_none());
+        signing.end = Some(rate(SigningAlg::RS256, 3000.0, 6000.0));
+        assert_eq!(signing.two_threads(SigningAlg::RS256), Some(7000.0));
+        assert_eq!(signing.one_thread(SigningAlg::RS256), Some(3500.0));
+        assert_eq!(signing.two_threads(SigningAlg::ES256), Some(100000.0), "measured once, used as is");
+        let (_, _, drift) = signing.drift().unwrap();
+        assert!((drift + 0.25).abs() < 1e-9, "{drift}");
     }
 
     #[test]
