@@ -1186,6 +1186,7 @@ async fn run_storage(
         // Baselines run at the highest concurrency only.
         let levels = if kind.is_grant() { opts.concurrency.clone() } else { vec![opts.max_concurrency()] };
         for concurrency in levels {
+            settle(storage.label()).await;
             let m = scenario(&server, &t, kind, concurrency, &mut chains, opts, signatures).await?;
             server.check_alive()?;
             let ceiling =
@@ -1213,6 +1214,7 @@ async fn run_storage(
     if opts.scenarios.contains(&Kind::Rotation) {
         let workers = opts.max_concurrency();
         eprintln!("{}: the storage work of a refresh rotation alone, x{workers}", storage.label());
+        settle(storage.label()).await;
         let measured = storage_rotation(opts, storage, &pg_name, workers).await;
         match &measured {
             Ok(r) => eprintln!(
@@ -1227,6 +1229,27 @@ async fn run_storage(
         report.rotation = Some(measured.map_err(|e| format!("{e:#}")));
     }
     Ok(())
+}
+
+/// Below this many busy cores the machine counts as quiet.
+const QUIET_CORES: f64 = 0.3;
+
+/// Waits (up to 30 s) until the machine is quiet before a row starts, so that a row does not pay
+/// for the one before it: after the refresh rows Postgres vacuums and checkpoints the rows they
+/// updated, on the same cores, and that used to land in the client_credentials rows.
+async fn settle(label: &str) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut busy = f64::NAN;
+    while Instant::now() < deadline {
+        let before = machine_ticks();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        busy = machine_cores(before, machine_ticks(), cpus).map_or(0.0, |c| c.0);
+        if busy < QUIET_CORES {
+            return;
+        }
+    }
+    eprintln!("{label}: the machine did not settle ({busy:.2} cores busy); measuring anyway");
 }
 
 /// Opens `storage` in this process as the server does (the Postgres database of this run, or a
@@ -1715,7 +1738,8 @@ machine and on what else runs on it: take final figures on an idle machine (load
    - Baselines (first backend only, highest concurrency): the discovery document (served by the
      gateway alone) and `/keys` (one in-process gRPC call to core): the cost of HTTP, the
      gateway and the gRPC hop without signing or storage.
-3. Per row: a warm-up, then a measured window. **per s** counts 200 answers completed inside the
+3. Per row: a wait until the machine is quiet (under 0.3 cores busy, at most 30 s: Postgres
+   vacuums after the refresh rows), a warm-up, then a measured window. **per s** counts 200 answers completed inside the
    window; **p50/p99** are their latencies; **errors** counts every non-200 answer and transport
    failure, warm-up included (a failed refresh chain is replaced by a new login). **CPU cores**
    are cores used during the window by the server, by the load generator (utime + stime from
