@@ -171,6 +171,16 @@ async fn log_in(tab: &Tab, server: &Server, request_id: &str) -> (String, String
     (query_param(&to, "req").unwrap(), query_param(&to, "hmac").unwrap())
 }
 
+/// Asks for the consent page's data over gRPC-web.
+async fn get_approval(tab: &Tab, server: &Server, req: &str, hmac: &str, browser_secret: &str) -> Answer {
+    let message = pb::ApprovalRequest {
+        request_id: req.to_owned(),
+        hmac: hmac.to_owned(),
+        browser_secret: browser_secret.to_owned(),
+    };
+    tab.call(server, "GetApproval", &message).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_login_over_grpc_web_with_the_browser_cookie() {
     let server = start().await;
@@ -190,17 +200,7 @@ async fn a_whole_login_over_grpc_web_with_the_browser_cookie() {
 
     // The right one, then the consent page's data and the approval.
     let (req, hmac) = log_in(&tab, &server, &request_id).await;
-    let a = tab
-        .call(
-            &server,
-            "GetApproval",
-            &pb::ApprovalRequest {
-                request_id: req.clone(),
-                hmac: hmac.clone(),
-                browser_secret: String::new(),
-            },
-        )
-        .await;
+    let a = get_approval(&tab, &server, &req, &hmac, "").await;
     let Step::Approval(approval) = step(&a) else { panic!("{a:?}") };
     assert_eq!(approval.client.unwrap().id, CLIENT_ID);
     let a = tab
@@ -267,17 +267,7 @@ async fn the_cookie_binds_the_call_never_the_message() {
     assert!(!matches!(step(&a), Step::Redirect(_)), "another browser approved the consent: {a:?}");
     let no_cookie = Tab::new().call(&server, "Approve", &approve).await;
     no_cookie.assert_status(FAILED_PRECONDITION);
-    let a = attacker
-        .call(
-            &server,
-            "GetApproval",
-            &pb::ApprovalRequest {
-                request_id: req.clone(),
-                hmac: hmac.clone(),
-                browser_secret: victim_secret,
-            },
-        )
-        .await;
+    let a = get_approval(&attacker, &server, &req, &hmac, &victim_secret).await;
     assert!(matches!(step(&a), Step::Error(_)), "another browser sees the consent page: {a:?}");
 
     // None of that consumed the victim's request: the victim approves (a wrong secret in the
