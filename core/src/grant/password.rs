@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use oxidex_proto::oxidex::v1 as pb;
 use tonic::Status;
 
-use super::{Grant, invalid_grant, oauth_error};
+use super::{invalid_grant, oauth_error};
 use crate::connector::{ConnectorError, ConnectorScopes};
 use crate::flow::{Provider, connector_allowed};
 use crate::storage::Client;
@@ -102,18 +102,7 @@ impl Provider {
         self.throttle.record_success(&account, ip);
         let claims = identity.claims();
         let nonce = get("nonce");
-        let minted = self
-            .mint_grant(&Grant {
-                client_id: &client.id,
-                scopes: &scopes,
-                claims: &claims,
-                connector_id,
-                nonce,
-                code: None,
-                access_token: true,
-                id_token: true,
-            })
-            .await?;
+        let minted = self.mint(&client.id, &scopes, &claims, connector_id, nonce).await?;
         let refresh_token = if scopes.offline_access() {
             self.issue_refresh_token(client, &scopes, &claims, connector_id, &identity.connector_data, nonce)
                 .await?
