@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use oxidex_core::storage::{Claims, DurableStorage, RefreshToken};
-use sha2::{Digest as _, Sha256};
+use oxidex_core::token::refresh::hash_secret;
 
 use super::{clock_ticks, cpu_seconds, machine_cores, machine_ticks};
 
@@ -41,16 +41,12 @@ impl Rotation {
     }
 }
 
-fn hash(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A token like the ones the bench's logins create (the `mockCallback` user).
 fn token(id: &str) -> RefreshToken {
     let now = chrono::Utc::now();
     RefreshToken {
         id: id.to_owned(),
-        token: hash(&format!("{id}-0")),
+        token: hash_secret(&format!("{id}-0")),
         obsolete_token: String::new(),
         created_at: now,
         last_used: now,
@@ -96,7 +92,7 @@ pub(super) async fn measure(
                 while Instant::now() < end {
                     let seen = storage.get_refresh(&id).await?;
                     n += 1;
-                    let next = hash(&format!("{id}-{n}"));
+                    let next = hash_secret(&format!("{id}-{n}"));
                     let now = chrono::Utc::now();
                     storage
                         .update_refresh_seen(&seen, &|mut r: RefreshToken| {
